@@ -1,0 +1,175 @@
+"""Sandbox-level REST routes: /health, /init, /envs, /metrics (spec/envd.md §3.2-3.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import ENVD_VERSION
+from ..auth.init_token import init_token_rejection
+from ..host import metrics
+from ..state import SandboxState
+from .http import Request, Send, send_json, send_response, send_text
+
+log = logging.getLogger("envd")
+
+NO_STORE = ("cache-control", "no-store")
+VERSION_HEADER = ("x-envd-version", ENVD_VERSION)
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+class InitBodyError(ValueError):
+    pass
+
+
+@dataclass
+class InitRequest:
+    env_vars: dict[str, str] | None = None
+    access_token: str | None = None
+    timestamp_ns: int | None = None
+    default_user: str = ""
+    default_workdir: str = ""
+    ca_bundle: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, body: bytes) -> InitRequest:
+        if not body.strip():
+            return cls()
+        try:
+            data = json.loads(body)
+        except ValueError as err:
+            raise InitBodyError(str(err)) from err
+        if not isinstance(data, dict):
+            raise InitBodyError("body is not a JSON object")
+        token = data.get("accessToken")
+        if token is not None and (not isinstance(token, str) or not token or "\\" in token):
+            raise InitBodyError("invalid accessToken")
+        env_vars = data.get("envVars")
+        if env_vars is not None and (
+            not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values())
+        ):
+            raise InitBodyError("envVars must map strings to strings")
+        timestamp = data.get("timestamp")
+        return cls(
+            env_vars=env_vars,
+            access_token=token,
+            timestamp_ns=parse_rfc3339_ns(timestamp) if timestamp is not None else None,
+            default_user=_string(data, "defaultUser"),
+            default_workdir=_string(data, "defaultWorkdir"),
+            ca_bundle=_string(data, "caBundle"),
+            extra=data,
+        )
+
+
+def _string(data: dict, key: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InitBodyError(f"{key} must be a string")
+    return value
+
+
+def parse_rfc3339_ns(value: object) -> int:
+    """RFC 3339 with offset -> Unix nanoseconds, keeping all nine fraction digits."""
+    if not isinstance(value, str):
+        raise InitBodyError("timestamp must be an RFC 3339 string")
+    nanos = 0
+    match = _FRACTION.search(value)
+    if match:
+        digits = match.group(1)
+        nanos = int(digits[:9].ljust(9, "0"))
+        value = value[: match.start()] + value[match.end():]
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError as err:
+        raise InitBodyError(f"invalid timestamp: {err}") from err
+    if parsed.tzinfo is None:
+        raise InitBodyError("timestamp needs a UTC offset")
+    return int(parsed.timestamp()) * 1_000_000_000 + nanos
+
+
+class Clock:
+    def sync(self, host_ns: int) -> None: ...
+
+
+class SandboxRoutes:
+    def __init__(
+        self,
+        state: SandboxState,
+        clock: Clock,
+        mmds_token_hash: Callable[[], Awaitable[str | None]],
+        install_ca_bundle: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.state = state
+        self.clock = clock
+        self.mmds_token_hash = mmds_token_hash
+        self.install_ca_bundle = install_ca_bundle
+        self._init_lock = asyncio.Lock()
+        metrics.prime_cpu_sampler()
+
+    def routes(self) -> list[tuple[str, str, Callable[[Request, Send], Awaitable[None]]]]:
+        return [
+            ("GET", "/health", self.health),
+            ("POST", "/init", self.init),
+            ("GET", "/envs", self.envs),
+            ("GET", "/metrics", self.metrics),
+        ]
+
+    async def health(self, request: Request, send: Send) -> None:
+        await send_response(send, 204, headers=[NO_STORE])
+
+    async def envs(self, request: Request, send: Send) -> None:
+        envs = dict(sorted(self.state.envs.all().items()))
+        await send_json(send, 200, envs, [NO_STORE])
+
+    async def metrics(self, request: Request, send: Send) -> None:
+        try:
+            figures = await asyncio.to_thread(metrics.collect)
+        except Exception:
+            log.exception("metrics collection failed")
+            await send_response(send, 500)
+            return
+        await send_json(send, 200, figures, [NO_STORE])
+
+    async def init(self, request: Request, send: Send) -> None:
+        try:
+            body = InitRequest.parse(await request.body())
+        except (InitBodyError, UnicodeDecodeError) as err:
+            log.info("rejected /init body: %s", err)
+            await send_response(send, 400, headers=[VERSION_HEADER])
+            return
+        async with self._init_lock:
+            mmds_hash = await self.mmds_token_hash()
+            if reason := init_token_rejection(self.state.token, body.access_token, mmds_hash):
+                await send_text(send, 401, reason, [VERSION_HEADER])
+                return
+            if body.timestamp_ns is not None and body.timestamp_ns < self.state.last_set_time:
+                # Stale (replayed) request: answered like a success, nothing applied (§3.4.2 step 7).
+                await send_response(send, 204, headers=[VERSION_HEADER, NO_STORE])
+                return
+            if body.timestamp_ns is not None:
+                self.state.last_set_time = body.timestamp_ns
+                self.clock.sync(body.timestamp_ns)
+            if body.env_vars is not None:
+                self.state.envs.replace_user(body.env_vars)
+            self.state.token.set(body.access_token)
+            if body.default_user:
+                self.state.default_user = body.default_user
+            if body.default_workdir:
+                self.state.default_workdir = body.default_workdir
+            if body.ca_bundle:
+                try:
+                    await self.install_ca_bundle(body.ca_bundle)
+                except OSError as err:
+                    await send_text(send, 400, f"failed to install CA bundle: {err}", [VERSION_HEADER])
+                    return
+            self.state.initialized = True
+        await send_response(send, 204, headers=[VERSION_HEADER, NO_STORE])

@@ -1,0 +1,22 @@
+"""The one configuration object: every flag lands here once at start-up and is passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    port: int = 49983
+    host: str = "0.0.0.0"
+    # Local mode (-isnotfc): no MMDS, E2B_SANDBOX=false (spec/envd.md §1.2).
+    is_not_fc: bool = False
+    verbose: bool = False
+    cgroup_root: str = "/sys/fs/cgroup"
+    no_cgroups: bool = False
+    # Local runs only: the default user/workdir before any /init sets them (upstream: root / unset).
+    default_user: str = "root"
+    default_workdir: str | None = None
+    run_dir: str = "/run/e2b"
+    # Largest RPC message accepted; bigger bodies get resource_exhausted instead of filling memory.
+    rpc_read_max_bytes: int = 64 * 1024 * 1024

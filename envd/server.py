@@ -1,0 +1,100 @@
+"""Build the ASGI app with every service, and serve it in-process with hypercorn until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from .api.app import EnvdApp, build_routes
+from .api.codecs import rpc_codecs
+from .api.files import FileRoutes
+from .api.rpc import EnvdInterceptor
+from .api.sandbox import SandboxRoutes
+from .config import Config
+from .host.ca_bundle import CABundleInstaller
+from .host.clock import NoClock, SystemClock
+from .services.filesystem.rpc import FilesystemService
+from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
+from .state import SandboxState
+
+log = logging.getLogger("envd")
+
+
+async def mmds_absent() -> str | None:
+    # MMDS (Firecracker metadata) arrives with the host-integration work; until then it is "absent".
+    return None
+
+
+def initial_state(config: Config) -> SandboxState:
+    state = SandboxState(default_user=config.default_user, default_workdir=config.default_workdir)
+    state.envs.set_internal("E2B_SANDBOX", "false" if config.is_not_fc else "true")
+    return state
+
+
+def write_run_files(config: Config, state: SandboxState) -> None:
+    try:
+        run_dir = Path(config.run_dir)
+        run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        marker = run_dir / ".E2B_SANDBOX"
+        marker.unlink(missing_ok=True)
+        marker.write_text(state.envs.all()["E2B_SANDBOX"])
+        marker.chmod(0o444)
+    except OSError as err:
+        log.warning("cannot write %s: %s", config.run_dir, err)
+
+
+def build_app(config: Config, state: SandboxState) -> EnvdApp:
+    rpc_options = dict(
+        interceptors=[EnvdInterceptor(state)],
+        read_max_bytes=config.rpc_read_max_bytes,
+        # Never compress RPC responses: connect-web sends Accept-Encoding: gzip and JS rejects it on streams.
+        compressions=[],
+        codecs=rpc_codecs(),
+    )
+    filesystem = FilesystemService(state)
+    services = [FilesystemASGIApplication(filesystem, **rpc_options)]
+    sandbox = SandboxRoutes(
+        state,
+        clock=NoClock() if config.is_not_fc else SystemClock(),
+        mmds_token_hash=mmds_absent,
+        install_ca_bundle=CABundleInstaller().install,
+    )
+    files = FileRoutes(state)
+    return EnvdApp(
+        state=state,
+        routes=build_routes(sandbox.routes(), files.routes()),
+        services={svc.path: svc for svc in services},
+        on_shutdown=[filesystem.close],
+    )
+
+
+def hypercorn_config(config: Config):
+    from hypercorn.config import Config as HypercornConfig
+
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.keep_alive_timeout = 640  # longer than the fronting proxy's idle timeout (§1.6)
+    hc.keep_alive_max_requests = 1_000_000  # the SDKs pool connections
+    hc.include_server_header = False
+    hc.accesslog = logging.getLogger("hypercorn.access") if config.verbose else None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = 2
+    return hc
+
+
+async def serve(config: Config) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    state = initial_state(config)
+    write_run_files(config, state)
+    app = build_app(config, state)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("envd listening", extra={"fields": {"port": config.port, "pid": os.getpid()}})
+    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
+    log.info("envd stopped")
