@@ -1,0 +1,41 @@
+"""Shared pieces of the benchmarks: a daemon, timing, and a uniform way to print a result."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import Daemon, ensure_sandbox_user, start_daemon, stop_daemon
+
+
+@contextmanager
+def running_daemon(*flags: str) -> Iterator[Daemon]:
+    ensure_sandbox_user()
+    with tempfile.TemporaryDirectory(prefix="envd-bench-") as tmp:
+        daemon = start_daemon(Path(tmp), "-default-user", "user", *flags)
+        try:
+            yield daemon
+        finally:
+            stop_daemon(daemon)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def report(name: str, figure: str, target: str, ok: bool) -> bool:
+    print(f"{'PASS' if ok else 'MISS'}  {name:<44} {figure:<52} target {target}")
+    return ok
