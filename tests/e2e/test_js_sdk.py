@@ -1,0 +1,147 @@
+"""`sandbox.files` through the unmodified JS SDK (npm e2b 2.51.0) in debug mode against a real envd.
+
+The Node project in tests/e2e/js runs one script (files.mjs) that exercises write/read/list/watch
+and prints a JSON report; the tests below assert on it, one concern each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.sdk
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+def node_tools() -> tuple[str, str] | None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    return (node, npm) if node and npm else None
+
+
+def ensure_node_modules(npm: str) -> None:
+    if (JS_DIR / "node_modules" / "e2b" / "package.json").exists():
+        return
+    # `npm ci` installs exactly the committed package-lock.json.
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, timeout=300,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def js_scratch(sandbox_user) -> Iterator[tuple[Path, str]]:
+    pw = pwd.getpwnam(sandbox_user)
+    home = Path(pw.pw_dir)
+    d = home / f"envd-js-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    d.mkdir()
+    os.chown(d, pw.pw_uid, pw.pw_gid)
+    yield d, str(d.relative_to(home))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def report(daemon, js_scratch) -> dict:
+    tools = node_tools()
+    if tools is None:
+        print("skipping JS SDK tests: node and npm are not both on PATH")
+        pytest.skip("node/npm not installed")
+    node, npm = tools
+    ensure_node_modules(npm)
+    scratch, rel = js_scratch
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env.update(E2B_DEBUG="true", E2B_SANDBOX_URL=daemon.url, ENVD_TEST_DIR=str(scratch), ENVD_TEST_REL=rel)
+    proc = subprocess.run([node, "files.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"files.mjs failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON on stdout:\n{proc.stdout}\n{proc.stderr}"
+    data = json.loads(lines[-1])
+    data["_dir"], data["_rel"] = str(scratch), rel
+    return data
+
+
+def ok(report: dict, *steps: str) -> None:
+    failed = {s: report["errors"][s] for s in steps if s in report["errors"]}
+    assert not failed, f"JS SDK calls failed: {failed}"
+
+
+def test_debug_sandbox(report):
+    assert report["sandboxId"] == "debug_sandbox_id"
+
+
+def test_write_and_read_formats(report):
+    ok(report, "write", "readText", "readRelative", "readBytes", "readBlob", "readStream", "empty")
+    d = report["_dir"]
+    assert report["write"] == {"name": "hello.txt", "type": "file", "path": f"{d}/hello.txt"}
+    assert report["readText"] == report["readRelative"] == report["readBlob"] == report["readStream"] == "hello from js"
+    assert report["readBytes"] == list(b"hello from js")
+    # JS relies on Content-Length: 0 for empty files (sdk-expectations §3.3).
+    assert report["empty"] == {"text": "", "bytes": 0}
+
+
+def test_multi_file_write_creates_dirs(report):
+    ok(report, "writeMany")
+    d = report["_dir"]
+    assert [(e["name"], e["path"], e["type"]) for e in report["writeMany"]] == [
+        ("a.txt", f"{d}/nested/a.txt", "file"),
+        ("b.bin", f"{d}/nested/deeper/b.bin", "file"),
+        ("blob.txt", f"{d}/blob.txt", "file"),
+    ]
+    assert Path(d, "nested/deeper/b.bin").read_bytes() == bytes([0, 1, 2, 255])
+    assert Path(d, "blob.txt").read_text() == "from a blob"
+    assert Path(d, "nested").stat().st_uid == pwd.getpwnam("user").pw_uid
+
+
+def test_gzip_octet_stream_and_metadata(report):
+    ok(report, "octetGzipMetadata", "getInfo")
+    r = report["octetGzipMetadata"]
+    assert r["info"]["metadata"] == {"origin": "js"}
+    assert r["readOk"] is True
+    info = report["getInfo"]
+    assert info["metadata"] == {"origin": "js"}
+    assert (info["type"], info["size"], info["mode"], info["permissions"]) == ("file", 5000, 0o644, "-rw-r--r--")
+    assert (info["owner"], info["group"]) == ("user", "user")
+    assert info["modifiedTime"] and info["symlinkTarget"] is None
+
+
+def test_list_exists_and_mutations(report):
+    ok(report, "list1", "list2", "exists", "makeDir", "rename", "remove", "readMissing")
+    d = report["_dir"]
+    # list1 was taken before the other steps created more entries.
+    assert [(e["name"], e["type"]) for e in report["list1"]] == [
+        ("blob.txt", "file"), ("empty.txt", "file"), ("gz.txt", "file"), ("hello.txt", "file"), ("nested", "dir"),
+    ]
+    assert report["list2"] == [
+        f"{d}/blob.txt", f"{d}/empty.txt", f"{d}/gz.txt", f"{d}/hello.txt",
+        f"{d}/nested", f"{d}/nested/a.txt", f"{d}/nested/deeper",
+    ]
+    assert report["exists"] == {"file": True, "missing": False}
+    assert report["makeDir"] == [True, False]
+    assert report["rename"]["path"] == f"{d}/made/hello2.txt"
+    assert report["remove"] is False
+    assert report["readMissing"] == "FileNotFoundError"
+
+
+def test_streaming_watch(report):
+    ok(report, "watch", "watchMissing")
+    events = report["watch"]["events"]
+    mine = [e for e in events if e["name"] == "watched/w.txt"]
+    assert mine and mine[0]["type"] == "create", events
+    assert "write" in [e["type"] for e in mine]
+    writes = [e for e in mine if e["type"] == "write"]
+    assert writes[0]["entryPath"] == f"{report['_dir']}/watched/w.txt"
+    assert any(e["name"] == "watched" and e["type"] == "create" for e in events), events
+    # stop() aborts client-side, so onExit may carry an abort error; never a protocol error (§1.2).
+    assert "EndStreamResponse" not in str(report["watch"]["exitError"])
+    assert report["watchMissing"] == "FileNotFoundError"
+
+
+def test_unsigned_download_url(report):
+    ok(report, "downloadUrl")
+    assert report["downloadUrl"] == {"status": 200, "body": "url body"}
