@@ -110,6 +110,13 @@ def test_gzip_octet_stream_and_metadata(report):
     assert info["modifiedTime"] and info["symlinkTarget"] is None
 
 
+def test_refused_upload_is_an_sdk_error(report):
+    ok(report, "writeOntoDir")
+    # §3.7.4 step 2: 400 "path is a directory"; JS maps 400 to InvalidArgumentError.
+    assert report["writeOntoDir"].startswith("InvalidArgumentError:"), report["writeOntoDir"]
+    assert "is a directory" in report["writeOntoDir"]
+
+
 def test_list_exists_and_mutations(report):
     ok(report, "list1", "list2", "exists", "makeDir", "rename", "remove", "readMissing")
     d = report["_dir"]

@@ -203,6 +203,16 @@ def test_read_missing_file_and_directory(sbx, work):
         sbx.files.read(str(work))
 
 
+def test_write_onto_a_directory_is_refused(sbx, work):
+    (work / "d").mkdir()
+    # §3.7.4 step 2: 400 "path is a directory: <p>"; the streamed body must not turn it into a transport error.
+    with pytest.raises(InvalidArgumentException, match="is a directory"):
+        sbx.files.write(str(work / "d"), "x")
+    with pytest.raises(InvalidArgumentException, match="is a directory"):
+        sbx.files.write(str(work / "d"), io.BytesIO(os.urandom(1024 * 1024)))
+    assert (work / "d").is_dir()
+
+
 def test_unsigned_download_and_upload_urls_in_debug_mode(sbx, work):
     (work / "dl.txt").write_text("via url")
     url = sbx.download_url(str(work / "dl.txt"))

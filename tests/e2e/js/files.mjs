@@ -90,6 +90,17 @@ await step('readMissing', async () => {
   }
 })
 
+// An upload the server refuses must surface as an SDK error carrying envd's message, not as a
+// transport failure (undici reports 'fetch failed' when the server closes before reading the body).
+await step('writeOntoDir', async () => {
+  try {
+    await sbx.files.write(`${dir}/nested`, 'not a dir')
+    return 'no error'
+  } catch (err) {
+    return `${err.name}: ${err.message}`
+  }
+})
+
 await step('watch', async () => {
   const events = []
   let exitError = 'not called'
