@@ -264,6 +264,7 @@ def test_watch_dir_keepalives(daemon, user_home: Path) -> None:
 
 
 def test_watch_dir_deadline_ends_with_deadline_exceeded(daemon, user_home: Path) -> None:
+    baseline = daemon_fds(daemon)
     started = time.monotonic()
     with watch_stream(daemon, {"path": str(user_home)}, {"connect-timeout-ms": "600"}) as (_r, messages):
         received = list(messages)
@@ -272,6 +273,7 @@ def test_watch_dir_deadline_ends_with_deadline_exceeded(daemon, user_home: Path)
     assert flags == 2
     assert end["error"]["code"] == "deadline_exceeded"
     assert 0.5 < time.monotonic() - started < 3
+    assert wait_for_fds(daemon, baseline) <= baseline  # the watch went with the stream
 
 
 def test_watch_dir_validation_errors_end_the_stream(daemon, user_home: Path) -> None:

@@ -408,3 +408,43 @@ def test_watchers_close_stops_everything(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert len(os.listdir("/proc/self/fd")) == before
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# -- the WatchDir stream of the RPC adapter ------------------------------------------------------------
+
+
+def test_watch_dir_stream_ends_with_the_watcher_error_and_releases_the_watch(tmp_path: Path) -> None:
+    from connectrpc.method import IdempotencyLevel, MethodInfo
+    from connectrpc.request import Headers, RequestContext
+
+    from envd.services.filesystem.rpc import FilesystemService
+    from envd.spec.filesystem import filesystem_pb2 as pb
+    from envd.state import SandboxState
+
+    ctx = RequestContext(
+        method=MethodInfo(
+            name="WatchDir",
+            service_name="filesystem.Filesystem",
+            input=pb.WatchDirRequest,
+            output=pb.WatchDirResponse,
+            idempotency_level=IdempotencyLevel.UNKNOWN,
+        ),
+        http_method="POST",
+        request_headers=Headers({"authorization": "Basic dXNlcjo="}),  # user:
+    )
+
+    async def scenario() -> None:
+        service = FilesystemService(SandboxState(default_user="user"))
+        stream = service.watch_dir(pb.WatchDirRequest(path=str(tmp_path)), ctx)
+        first = await anext(stream)
+        assert first.WhichOneof("event") == "start"
+        overflow_queue(tmp_path)
+        with pytest.raises(WatchFailed) as err:
+            async for _response in stream:
+                pass  # events before the overflow may or may not come first
+        assert err.value.message == OVERFLOW_MESSAGE
+        await service.close()
+
+    before = len(os.listdir("/proc/self/fd"))
+    asyncio.run(scenario())
+    assert len(os.listdir("/proc/self/fd")) == before
