@@ -151,4 +151,6 @@ def test_streaming_watch(report):
 
 def test_unsigned_download_url(report):
     ok(report, "downloadUrl")
-    assert report["downloadUrl"] == {"status": 200, "body": "url body"}
+    r = report["downloadUrl"]
+    assert "dl+file.txt" in r["url"]
+    assert (r["status"], r["body"]) == (200, "url body")

@@ -195,6 +195,30 @@ def test_write_files_relative_and_absolute_with_nested_dirs(sbx, work, home):
     assert sbx.files.write_files([]) == []
 
 
+def test_multipart_filenames_are_full_paths_kept_verbatim(sbx, work, home):
+    # Several files -> no `path` query; each part's filename is the destination (§3.7.2), raw UTF-8.
+    names = ["ünïcødé.txt", "日本語/ファイル.txt", "semi;colon & co.txt", "#hash?.txt"]
+    infos = sbx.files.write_files([{"path": f"{rel(work, home)}/{n}", "data": n} for n in names])
+    assert [i.path for i in infos] == [str(work / n) for n in names]
+    for n in names:
+        assert (work / n).read_text() == n
+        assert sbx.files.read(str(work / n)) == n
+
+
+def test_large_multipart_upload(sbx, work):
+    payload = os.urandom(8 * 1024 * 1024 + 3)
+    sbx.files.write(str(work / "large.bin"), payload)
+    assert (work / "large.bin").read_bytes() == payload
+    assert sbx.files.get_info(str(work / "large.bin")).size == len(payload)
+
+
+def test_connect_and_health_in_debug_mode(sbx, debug_env, work):
+    assert sbx.is_running() is True
+    again = Sandbox.connect("debug_sandbox_id")
+    (work / "c.txt").write_text("connected")
+    assert again.files.read(str(work / "c.txt")) == "connected"
+
+
 def test_read_missing_file_and_directory(sbx, work):
     with pytest.raises(FileNotFoundException):
         sbx.files.read(str(work / "missing.txt"))
@@ -610,6 +634,13 @@ def test_async_streaming_watch(debug_env, work):
         finally:
             await handle.stop()
         assert exits == [None]
+
+        # Many concurrent calls over the SDK's pooled connections.
+        paths = [str(work / "many" / f"f{i}.txt") for i in range(24)]
+        await asyncio.gather(*(sandbox.files.write(p, p) for p in paths))
+        assert await asyncio.gather(*(sandbox.files.read(p) for p in paths)) == paths
+        infos = await asyncio.gather(*(sandbox.files.get_info(p) for p in paths))
+        assert [i.size for i in infos] == [len(p) for p in paths]
 
         # A missing directory fails the stream's start with not_found.
         with pytest.raises(FileNotFoundException):

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -212,6 +213,17 @@ def test_signed_urls_work_from_a_plain_http_client(sbx, user_home):
     url = sbx.download_url(str(target.relative_to("/home/user")), user="user")
     assert parse_qs(urlsplit(url).query)["username"] == ["user"]
     assert httpx.get(url).text == "downloaded via signature"
+
+    # As root: the username is signed, and relative paths resolve under /root.
+    name = f"envd-signed-{uuid.uuid4().hex[:8]}.txt"
+    try:
+        r = httpx.post(sbx.upload_url(name, user="root"), files={"file": ("x", b"root's")})
+        assert r.status_code == 200, r.text
+        assert r.json()[0]["path"] == f"/root/{name}"
+        assert Path(f"/root/{name}").stat().st_uid == 0
+        assert httpx.get(sbx.download_url(name, user="root", use_signature_expiration=30)).text == "root's"
+    finally:
+        Path(f"/root/{name}").unlink(missing_ok=True)
 
     # A read signature does not authorise a write to the same path.
     read_sig = parse_qs(urlsplit(sbx.download_url(str(target))).query)["signature"][0]

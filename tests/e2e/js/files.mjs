@@ -139,9 +139,11 @@ await step('watchMissing', async () => {
 })
 
 await step('downloadUrl', async () => {
-  await sbx.files.write(`${dir}/dl.txt`, 'url body')
-  const res = await fetch(await sbx.downloadUrl(`${dir}/dl.txt`))
-  return { status: res.status, body: await res.text() }
+  // JS encodes the space in the query as '+': envd must decode the query form-style (§3.4).
+  await sbx.files.write(`${dir}/dl file.txt`, 'url body')
+  const url = await sbx.downloadUrl(`${dir}/dl file.txt`)
+  const res = await fetch(url)
+  return { url, status: res.status, body: await res.text() }
 })
 
 console.log(JSON.stringify(out))
