@@ -240,7 +240,7 @@ def test_watch_dir_stream_framing_and_events(daemon, user_home: Path) -> None:
         assert first["filesystem"]["name"] == "sub"
         assert first["filesystem"]["type"] == "EVENT_TYPE_CREATE"
         assert first["filesystem"]["entry"]["type"] == "FILE_TYPE_DIRECTORY"
-        time.sleep(0.05)  # let the recursive watch attach to sub/
+        # sub/ is watched by now: the daemon attaches new directories before reporting them.
         upload_like(user_home / "sub" / "f.txt")
         got = [next(messages)[1]["filesystem"] for _ in range(3)]
         assert [(e["name"], e["type"]) for e in got] == [
