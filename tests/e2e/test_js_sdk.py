@@ -82,7 +82,7 @@ def test_write_and_read_formats(report):
     assert report["readText"] == report["readRelative"] == report["readBlob"] == report["readStream"] == "hello from js"
     assert report["readBytes"] == list(b"hello from js")
     # JS relies on Content-Length: 0 for empty files (sdk-expectations §3.3).
-    assert report["empty"] == {"text": "", "bytes": 0}
+    assert report["empty"] == {"text": "", "bytes": 0, "gzipText": ""}
 
 
 def test_multi_file_write_creates_dirs(report):

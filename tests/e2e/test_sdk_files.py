@@ -166,6 +166,7 @@ def test_empty_file_round_trip(sbx, work):
     assert (work / "empty.txt").stat().st_size == 0
     assert sbx.files.read(str(work / "empty.txt")) == ""
     assert sbx.files.read(str(work / "empty.txt"), format="bytes") == bytearray()
+    assert sbx.files.read(str(work / "empty.txt"), gzip=True) == ""
     r = httpx.get(sbx.download_url(str(work / "empty.txt")), headers={"Accept-Encoding": "identity"})
     assert r.status_code == 200 and r.headers["content-length"] == "0"
 

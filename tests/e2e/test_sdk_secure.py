@@ -214,6 +214,11 @@ def test_signed_urls_work_from_a_plain_http_client(sbx, user_home):
     assert parse_qs(urlsplit(url).query)["username"] == ["user"]
     assert httpx.get(url).text == "downloaded via signature"
 
+    # Non-ASCII and reserved characters survive signing + percent-encoding.
+    odd = user_home / "ünï+cødé & ?#.txt"
+    odd.write_text("odd")
+    assert httpx.get(sbx.download_url(str(odd), use_signature_expiration=30)).text == "odd"
+
     # As root: the username is signed, and relative paths resolve under /root.
     name = f"envd-signed-{uuid.uuid4().hex[:8]}.txt"
     try:

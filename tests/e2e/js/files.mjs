@@ -51,6 +51,7 @@ await step('empty', async () => {
   return {
     text: await sbx.files.read(`${dir}/empty.txt`),
     bytes: (await sbx.files.read(`${dir}/empty.txt`, { format: 'bytes' })).length,
+    gzipText: await sbx.files.read(`${dir}/empty.txt`, { gzip: true }),
   }
 })
 await step('writeMany', async () =>
