@@ -69,14 +69,14 @@ async def send_json(send: Send, status: int, payload: Any, headers: Iterable[tup
     await send_response(send, status, body, [("content-type", "application/json"), *headers])
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
+async def send_error(send: Send, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
     """The REST JSON error body of spec/envd.md §3.1.1: code then message, newline-terminated."""
     body = (json.dumps({"code": status, "message": message}, separators=(",", ":")) + "\n").encode()
     await send_response(
         send,
         status,
         body,
-        [("content-type", "application/json; charset=utf-8"), ("x-content-type-options", "nosniff")],
+        [("content-type", "application/json; charset=utf-8"), ("x-content-type-options", "nosniff"), *headers],
     )
 
 
