@@ -13,8 +13,19 @@ from collections.abc import Callable
 
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 _FINAL_EMPTY_BLOCK = b"\x03\x00"
-_SAMPLE = 16 * 1024
+_SAMPLE = 8 * 1024
+_STORED_MAX = 0xFFFF
 _STORE_ABOVE_RATIO = 0.9
+
+
+def _stored_blocks(data: bytes) -> bytes:
+    """Non-final deflate stored blocks (RFC 1951 §3.2.4), starting and ending on a byte boundary."""
+    view = memoryview(data)
+    pieces = []
+    for start in range(0, len(data), _STORED_MAX):
+        piece = view[start : start + _STORED_MAX]
+        pieces += [struct.pack("<BHH", 0, len(piece), len(piece) ^ 0xFFFF), piece]
+    return b"".join(pieces)
 
 
 class GzipEncoder:
@@ -35,12 +46,11 @@ class GzipEncoder:
             return self._header()
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
-        level = self.level
         if len(data) > _SAMPLE:
             sample = data[:_SAMPLE]
             if len(zlib.compress(sample, 1, -15)) > _STORE_ABOVE_RATIO * len(sample):
-                level = 0
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+                return self._header() + _stored_blocks(data)
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         return self._header() + compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
     def finish(self) -> bytes:
