@@ -512,6 +512,33 @@ def test_upload_client_disconnect_removes_the_partial_file(daemon, work):
     assert httpx.get(f"{daemon.url}/health").status_code == 204
 
 
+def open_files(daemon) -> list[str]:
+    fd_dir = f"/proc/{daemon.process.pid}/fd"
+    links = []
+    for fd in os.listdir(fd_dir):
+        try:
+            links.append(os.readlink(f"{fd_dir}/{fd}"))
+        except OSError:
+            pass
+    return links
+
+
+@pytest.mark.parametrize("accept", ["identity", "gzip"])
+def test_download_client_disconnect_closes_the_file(daemon, work, accept):
+    big = work / f"abandoned-{accept}.bin"
+    with open(big, "wb") as f:
+        f.write(os.urandom(32 * 1024 * 1024))
+    with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
+        sock.sendall(f"GET /files?path={big} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: {accept}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert str(big) in open_files(daemon)
+    deadline = time.monotonic() + 5
+    while str(big) in open_files(daemon) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert str(big) not in open_files(daemon)
+    assert httpx.get(f"{daemon.url}/health").status_code == 204
+
+
 def test_large_transfers_keep_daemon_memory_flat(daemon, client, work):
     size = 96 * 1024 * 1024
     src = work / "src.bin"
