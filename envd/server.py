@@ -88,6 +88,9 @@ def hypercorn_config(config: Config):
 async def serve(config: Config) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
+    from . import hypercorn_eof_fix
+
+    hypercorn_eof_fix.apply()
     state = initial_state(config)
     write_run_files(config, state)
     app = build_app(config, state)

@@ -42,3 +42,22 @@ def test_connect_stream_over_cleartext_http2(daemon, tmp_path):
     assert (flags, json.loads(r.content[5 : 5 + length])) == (0, {"start": {}})
     tail = r.content[5 + length :]
     assert tail[0] == 0x02 and json.loads(tail[5:])["error"]["code"] == "deadline_exceeded"
+
+
+def test_closed_keepalive_connections_release_their_sockets(daemon):
+    import http.client
+    import time
+
+    import psutil
+
+    process = psutil.Process(daemon.process.pid)
+    baseline = process.num_fds()
+    for _ in range(20):
+        conn = http.client.HTTPConnection("127.0.0.1", daemon.port)
+        conn.request("GET", "/health")
+        conn.getresponse().read()
+        conn.close()  # the client hangs up on an idle keep-alive connection
+    deadline = time.monotonic() + 5
+    while process.num_fds() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.num_fds() <= baseline, "sockets of closed connections stay open (CLOSE-WAIT)"
