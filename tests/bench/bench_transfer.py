@@ -1,0 +1,104 @@
+"""1 GiB through /files vs `cp` of the same file, plus the daemon's RSS growth during each transfer.
+
+curl is the client (a C client, so the figure is envd's, not a Python client's); cp runs hot-cache like the
+transfers, in the same run, on the same filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from .common import report, running_daemon
+
+SIZE = 1 << 30
+
+
+def make_source(path: Path) -> None:
+    block = os.urandom(1 << 20)  # incompressible, like most large files
+    with open(path, "wb") as f:
+        for _ in range(SIZE >> 20):
+            f.write(block)
+
+
+class PeakRSS:
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.start = self.process.memory_info().rss
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def timed_run(argv: list[str]) -> float:
+    begin = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - begin
+
+
+def run() -> bool:
+    if shutil.which("curl") is None:
+        print("SKIP  transfer benchmarks: curl is not installed")
+        return True
+    work = Path("/home/user/envd-bench")
+    work.mkdir(exist_ok=True)
+    src, dst = work / "src.bin", work / "dst.bin"
+    ok = True
+    try:
+        make_source(src)
+        with running_daemon() as daemon:
+            best = {"cp": [], "download": [], "upload": []}
+            growth = {"download": 0.0, "upload": 0.0}
+            for _ in range(3):
+                best["cp"].append(timed_run(["cp", str(src), str(dst)]))
+                dst.unlink()
+                with PeakRSS(daemon.process.pid) as rss:
+                    best["download"].append(
+                        timed_run(["curl", "-sf", "-o", str(dst), f"{daemon.url}/files?path={src}"])
+                    )
+                growth["download"] = max(growth["download"], rss.growth_mb)
+                dst.unlink()
+                with PeakRSS(daemon.process.pid) as rss:
+                    best["upload"].append(timed_run([
+                        "curl", "-sf", "-X", "POST", "-T", str(src), "-H", "Content-Type: application/octet-stream",
+                        f"{daemon.url}/files?path={dst}",
+                    ]))
+                growth["upload"] = max(growth["upload"], rss.growth_mb)
+                assert dst.stat().st_size == SIZE
+                dst.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cp = min(best["cp"])
+    for name, target in (("download", 0.5), ("upload", 0.3)):
+        took = min(best[name])
+        ratio = cp / took
+        ok &= report(
+            f"1 GiB {name} via /files (curl) vs cp",
+            f"{SIZE / took / 1e6:.0f} MB/s vs cp {SIZE / cp / 1e6:.0f} MB/s = {ratio:.2f}x",
+            f">= {target}x",
+            ratio >= target,
+        )
+        ok &= report(f"daemon RSS growth during {name}", f"{growth[name]:.1f} MB", "<= 20 MB", growth[name] <= 20)
+    return ok
