@@ -20,7 +20,7 @@ from .http import HTTPError, Receive, Send
 
 log = logging.getLogger("envd")
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 2 << 20
 
 
 def http_date(timestamp: float) -> str:

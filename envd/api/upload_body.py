@@ -26,6 +26,7 @@ BATCH_BYTES = 1 << 20
 
 class BodySink(Protocol):
     def feed(self, data: bytes) -> None: ...
+    def feed_parts(self, parts: list[bytes]) -> None: ...
     def finish(self) -> list[WrittenFile]: ...
     def abort(self) -> None: ...
 
@@ -61,9 +62,12 @@ class UploadTargets:
         self.current = upload
 
     def write(self, data: bytes | memoryview) -> None:
+        self.write_parts([data])
+
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
         assert self.current is not None
         try:
-            self.current.write(data)
+            self.current.write_parts(parts)
         except BaseException:
             self.abort()
             raise
@@ -98,8 +102,11 @@ class RawBody:
             self.targets.begin(self.raw_path)
 
     def feed(self, data: bytes) -> None:
+        self.feed_parts([data])
+
+    def feed_parts(self, parts: list[bytes]) -> None:
         self._open()
-        self.targets.write(data)
+        self.targets.write_parts(parts)
 
     def finish(self) -> list[WrittenFile]:
         self._open()
@@ -191,6 +198,10 @@ class MultipartBody:
         except FormParserError as err:
             raise HTTPError(500, f"error reading form: {err}") from None
 
+    def feed_parts(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.feed(part)
+
     def finish(self) -> list[WrittenFile]:
         if not self.ended:
             raise HTTPError(500, "error reading form: unexpected EOF")
@@ -213,6 +224,10 @@ class GunzipBody:
         except GzipError as err:
             raise HTTPError(400, f"error decompressing request body: {err}") from None
 
+    def feed_parts(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.feed(part)
+
     def finish(self) -> list[WrittenFile]:
         try:
             self.decoder.finish()
@@ -233,12 +248,9 @@ async def pump(chunks: AsyncIterator[bytes], sink: BodySink, first: bytes = b"")
     batch: list[bytes] = [first] if first else []
     size = len(first)
 
-    def feed_joined(parts: list[bytes]) -> None:
-        sink.feed(parts[0] if len(parts) == 1 else b"".join(parts))
-
     def finish(parts: list[bytes]) -> list[WrittenFile]:
         if parts:
-            feed_joined(parts)
+            sink.feed_parts(parts)
         return sink.finish()
 
     try:
@@ -248,7 +260,7 @@ async def pump(chunks: AsyncIterator[bytes], sink: BodySink, first: bytes = b"")
             if size >= BATCH_BYTES:
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(feed_joined, batch))
+                pending = asyncio.ensure_future(asyncio.to_thread(sink.feed_parts, batch))
                 batch, size = [], 0
         if pending is not None:
             await pending
