@@ -52,3 +52,21 @@ def test_version_flag_prints_contract_version():
 def test_unknown_flag_exits_2():
     result = subprocess.run([sys.executable, "-m", "envd", "-bogus"], capture_output=True, text=True)
     assert result.returncode == 2 and "bogus" in result.stderr
+
+
+def test_user_lookups_notice_new_accounts():
+    import pwd
+
+    from envd.auth.users import UnknownUser, lookup_user
+
+    name = "envd-cache-probe"
+    subprocess.run(["userdel", "-r", name], capture_output=True)
+    with pytest.raises(UnknownUser):
+        lookup_user(name)
+    subprocess.run(["useradd", "--no-create-home", name], check=True)
+    try:
+        assert lookup_user(name).uid == pwd.getpwnam(name).pw_uid
+    finally:
+        subprocess.run(["userdel", name], check=True)
+    with pytest.raises(UnknownUser):
+        lookup_user(name)

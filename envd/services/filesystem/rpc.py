@@ -6,7 +6,6 @@ EntryInfo/FilesystemEvent reduced to the fields the old SDK knew, plus `X-E2B-Le
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from connectrpc.request import RequestContext
@@ -20,6 +19,7 @@ from ...state import SandboxState
 from . import operations
 from .entry_info import EntryInfo
 from .watch import AsyncDirWatch, WatchEvent
+from .offload import Offload
 from .watchers import Watchers
 
 LEGACY_USER_AGENT = "connect-python"
@@ -61,9 +61,11 @@ class FilesystemService:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
         self.watchers = Watchers()
+        self.offload = Offload()
 
     async def close(self) -> None:
         await self.watchers.close()
+        self.offload.close()
 
     def _resolve(self, ctx: RequestContext, raw: str) -> tuple[User, str]:
         user = request_user(ctx, self.state)
@@ -82,32 +84,32 @@ class FilesystemService:
     async def stat(self, request: pb.StatRequest, ctx: RequestContext) -> pb.StatResponse:
         legacy = self._legacy(ctx)
         _user, path = self._resolve(ctx, request.path)
-        entry = await asyncio.to_thread(operations.stat, path)
+        entry = await self.offload.bounded(operations.stat, path)
         return pb.StatResponse(entry=entry_to_proto(entry, legacy))
 
     async def make_dir(self, request: pb.MakeDirRequest, ctx: RequestContext) -> pb.MakeDirResponse:
         legacy = self._legacy(ctx)
         user, path = self._resolve(ctx, request.path)
-        entry = await asyncio.to_thread(operations.make_dir, path, user.uid, user.gid)
+        entry = await self.offload.bounded(operations.make_dir, path, user.uid, user.gid)
         return pb.MakeDirResponse(entry=entry_to_proto(entry, legacy))
 
     async def move(self, request: pb.MoveRequest, ctx: RequestContext) -> pb.MoveResponse:
         legacy = self._legacy(ctx)
         user, source = self._resolve(ctx, request.source)
         _user, destination = self._resolve(ctx, request.destination)
-        entry = await asyncio.to_thread(operations.move, source, destination, user.uid, user.gid)
+        entry = await self.offload.bounded(operations.move, source, destination, user.uid, user.gid)
         return pb.MoveResponse(entry=entry_to_proto(entry, legacy))
 
     async def list_dir(self, request: pb.ListDirRequest, ctx: RequestContext) -> pb.ListDirResponse:
         legacy = self._legacy(ctx)
         _user, path = self._resolve(ctx, request.path)
-        entries = await asyncio.to_thread(operations.list_dir, path, request.depth)
+        entries = await self.offload.unbounded(operations.list_dir, path, request.depth)
         return pb.ListDirResponse(entries=[entry_to_proto(entry, legacy) for entry in entries])
 
     async def remove(self, request: pb.RemoveRequest, ctx: RequestContext) -> pb.RemoveResponse:
         self._legacy(ctx)
         _user, path = self._resolve(ctx, request.path)
-        await asyncio.to_thread(operations.remove, path)
+        await self.offload.unbounded(operations.remove, path)
         return pb.RemoveResponse()
 
     async def watch_dir(self, request: pb.WatchDirRequest, ctx: RequestContext) -> AsyncIterator[pb.WatchDirResponse]:
