@@ -10,12 +10,14 @@ UNAUTHORIZED = {
     "code": 401,
     "message": "unauthorized access, please provide a valid access token or method signing if supported",
 }
+FILESYSTEM_RPCS = [
+    "Stat", "MakeDir", "Move", "ListDir", "Remove", "WatchDir", "CreateWatcher", "GetWatcherEvents", "RemoveWatcher",
+]
 PROTECTED = [
     ("GET", "/envs"),
     ("GET", "/metrics"),
     ("POST", "/files/compose"),
-    ("POST", "/filesystem.Filesystem/Stat"),
-    ("POST", "/filesystem.Filesystem/WatchDir"),
+    *(("POST", f"/filesystem.Filesystem/{name}") for name in FILESYSTEM_RPCS),
     ("POST", "/nope"),
 ]
 
