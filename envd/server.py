@@ -1,23 +1,19 @@
-"""Build the ASGI app with every service, and serve it in-process with hypercorn until SIGTERM."""
+"""Build the ASGI app, and serve it in-process with hypercorn until SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
 from pathlib import Path
 
-from .api.app import EnvdApp, build_routes
-from .api.codecs import rpc_codecs
-from .api.files import FileRoutes
-from .api.rpc import EnvdInterceptor
+from .api.app import EnvdApp, Extension, build_routes
 from .api.sandbox import SandboxRoutes
 from .config import Config
 from .host.ca_bundle import CABundleInstaller
 from .host.clock import NoClock, SystemClock
-from .services.filesystem.rpc import FilesystemService
-from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
 from .state import SandboxState
 
 log = logging.getLogger("envd")
@@ -47,28 +43,19 @@ def write_run_files(config: Config, state: SandboxState) -> None:
 
 
 def build_app(config: Config, state: SandboxState) -> EnvdApp:
-    rpc_options = dict(
-        interceptors=[EnvdInterceptor(state)],
-        read_max_bytes=config.rpc_read_max_bytes,
-        # Never compress RPC responses: connect-web sends Accept-Encoding: gzip and JS rejects it on streams.
-        compressions=[],
-        codecs=rpc_codecs(),
-    )
-    filesystem = FilesystemService(state)
-    services = [FilesystemASGIApplication(filesystem, **rpc_options)]
+    """The light routes (/health, /init, /envs, /metrics) at once; services once serving has started."""
     sandbox = SandboxRoutes(
         state,
         clock=NoClock() if config.is_not_fc else SystemClock(),
         mmds_token_hash=mmds_absent,
         install_ca_bundle=CABundleInstaller().install,
     )
-    files = FileRoutes(state)
-    return EnvdApp(
-        state=state,
-        routes=build_routes(sandbox.routes(), files.routes()),
-        services={svc.path: svc for svc in services},
-        on_shutdown=[filesystem.close],
-    )
+
+    async def load_extension() -> Extension:
+        module = await asyncio.to_thread(importlib.import_module, "envd.extension")
+        return module.build_extension(config, state)
+
+    return EnvdApp(state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension)
 
 
 def hypercorn_config(config: Config):

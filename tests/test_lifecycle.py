@@ -48,3 +48,16 @@ def test_sigterm_with_open_streams_exits_cleanly(tmp_path, sandbox_user):
     assert ended.wait(5), "the client's stream was left hanging"
     assert (daemon.run_dir / ".E2B_SANDBOX").read_text() == "false"
     assert oct((daemon.run_dir / ".E2B_SANDBOX").stat().st_mode & 0o777) == "0o444"
+
+
+def test_rpcs_right_after_health_wait_for_the_services_to_load(tmp_path, sandbox_user):
+    # /health answers before the RPC stack is imported; an RPC in that window must wait, not 404.
+    daemon = start_daemon(tmp_path, "-default-user", sandbox_user)
+    try:
+        r = httpx.post(
+            f"{daemon.url}/filesystem.Filesystem/Stat", json={"path": "/"}, headers={"connect-protocol-version": "1"}
+        )
+        assert r.status_code == 200 and r.json()["entry"]["path"] == "/"
+    finally:
+        daemon.process.terminate()
+        daemon.process.wait(10)

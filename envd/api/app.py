@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from ..auth.users import UnknownUser, lookup_user, parse_basic_username
 from ..state import SandboxState
 from . import cors
 from .http import HTTPError, Receive, Request, Scope, Send, send_error, send_json, send_response
-from .rpc import track_disconnect
+from .disconnect import track_disconnect
 
 log = logging.getLogger("envd")
 
@@ -20,15 +21,47 @@ Hook = Callable[[], Awaitable[None]]
 
 
 @dataclass
-class EnvdApp:
-    state: SandboxState
-    routes: dict[tuple[str, str], Handler]
+class Extension:
+    """Routes and services that are loaded after the daemon already answers /health."""
+
+    routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
     # ASGI apps of the RPC services, keyed by their mount path (`/filesystem.Filesystem`).
     services: dict[str, Callable] = field(default_factory=dict)
     on_shutdown: list[Hook] = field(default_factory=list)
 
+
+@dataclass
+class EnvdApp:
+    state: SandboxState
+    routes: dict[tuple[str, str], Handler]
+    services: dict[str, Callable] = field(default_factory=dict)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    # Builds the heavy part (RPC stack, file transfer) once serving has started, so start-up stays fast.
+    load_extension: Callable[[], Awaitable[Extension]] | None = None
+
     def __post_init__(self) -> None:
         self._route_paths = {path for _method, path in self.routes}
+        self._loaded = asyncio.Event()
+        self._load_error: str | None = None
+        if self.load_extension is None:
+            self._loaded.set()
+
+    async def _load(self) -> None:
+        assert self.load_extension is not None
+        try:
+            extension = await self.load_extension()
+        except Exception as err:
+            log.critical("failed to load services", exc_info=True)
+            self._load_error = f"envd failed to load its services: {err}"
+        else:
+            self.routes.update(extension.routes)
+            self._route_paths.update(path for _method, path in extension.routes)
+            self.services.update(extension.services)
+            self.on_shutdown.extend(extension.on_shutdown)
+        self._loaded.set()
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -44,6 +77,11 @@ class EnvdApp:
 
         if message := gate_rejection(request.method, request.path, request.headers.get("x-access-token"), self.state):
             await send_error(send, 401, message)
+            return
+        if not self._loaded.is_set() and (request.method, request.path) not in self.routes:
+            await self._loaded.wait()
+        if self._load_error and (request.method, request.path) not in self.routes:
+            await send_error(send, 500, self._load_error)
             return
 
         service = self._service_for(request.path)
@@ -84,8 +122,11 @@ class EnvdApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.load_extension is not None:
+                    self._load_task = asyncio.create_task(self._load())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._loaded.wait()
                 for hook in self.on_shutdown:
                     try:
                         await hook()

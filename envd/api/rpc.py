@@ -7,10 +7,9 @@ connectrpc then renders per protocol (Connect JSON/binary, gRPC trailers, gRPC-W
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -19,30 +18,13 @@ from connectrpc.request import RequestContext
 from ..auth.users import UnknownUser, User, lookup_user, parse_basic_username
 from ..errors import EnvdError
 from ..state import SandboxState
-from .http import Receive
+from .disconnect import disconnected
 
 log = logging.getLogger("envd.rpc")
 
 T = TypeVar("T")
 
 DEFAULT_KEEPALIVE_S = 90.0  # spec/envd.md §4.6
-
-# Set per request by the ASGI app; streams watch it to stop promptly when the client goes away.
-_disconnected: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("envd_disconnected", default=None)
-
-
-def track_disconnect(receive: Receive) -> Receive:
-    event = asyncio.Event()
-    _disconnected.set(event)
-
-    async def tracking_receive() -> dict[str, Any]:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            event.set()
-        return message
-
-    return tracking_receive
-
 
 def to_connect_error(err: EnvdError) -> ConnectError:
     return ConnectError(Code(err.code), err.message)
@@ -108,13 +90,13 @@ async def with_keepalives(
     deadline_exceeded when it passes (spec/envd.md §4.2).
     """
     interval = keepalive_interval(ctx)
-    disconnected = _disconnected.get() or asyncio.Event()
+    gone_event = disconnected()
     loop = asyncio.get_running_loop()
     remaining_ms = ctx.timeout_ms
     deadline = loop.time() + remaining_ms / 1000 if remaining_ms is not None else None
     iterator = events.__aiter__()
     next_event: asyncio.Task | None = None
-    gone = asyncio.ensure_future(disconnected.wait())
+    gone = asyncio.ensure_future(gone_event.wait())
     try:
         while True:
             if next_event is None:

@@ -1,0 +1,33 @@
+"""The heavy part of the app: the RPC services and the file-transfer routes.
+
+Imported in a worker thread once the daemon already answers /health (see server.build_app): connectrpc,
+protobuf and the service cores are most of envd's import time.
+"""
+
+from __future__ import annotations
+
+from .api.app import Extension, build_routes
+from .api.codecs import rpc_codecs
+from .api.files import FileRoutes
+from .api.rpc import EnvdInterceptor
+from .config import Config
+from .services.filesystem.rpc import FilesystemService
+from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
+from .state import SandboxState
+
+
+def build_extension(config: Config, state: SandboxState) -> Extension:
+    rpc_options = dict(
+        interceptors=[EnvdInterceptor(state)],
+        read_max_bytes=config.rpc_read_max_bytes,
+        # Never compress RPC responses: connect-web sends Accept-Encoding: gzip and JS rejects it on streams.
+        compressions=[],
+        codecs=rpc_codecs(),
+    )
+    filesystem = FilesystemService(state)
+    services = [FilesystemASGIApplication(filesystem, **rpc_options)]
+    return Extension(
+        routes=build_routes(FileRoutes(state).routes()),
+        services={svc.path: svc for svc in services},
+        on_shutdown=[filesystem.close],
+    )
