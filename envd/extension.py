@@ -11,6 +11,7 @@ from .api.codecs import rpc_codecs
 from .api.files import FileRoutes
 from .api.rpc import EnvdInterceptor
 from .config import Config
+from .host.cgroups import create_cgroup_manager
 from .services.filesystem.rpc import FilesystemService
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
 from .state import SandboxState
@@ -25,6 +26,8 @@ def build_extension(config: Config, state: SandboxState) -> Extension:
         codecs=rpc_codecs(),
     )
     filesystem = FilesystemService(state)
+    # §1.3 step 7: the process service places its children through this (§8.9).
+    cgroups = create_cgroup_manager(config)  # noqa: F841 (handed to the process service)
     services = [FilesystemASGIApplication(filesystem, **rpc_options)]
     return Extension(
         routes=build_routes(FileRoutes(state).routes()),

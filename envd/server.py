@@ -14,6 +14,7 @@ from .api.sandbox import SandboxRoutes
 from .config import Config
 from .host.ca_bundle import CABundleInstaller
 from .host.clock import NoClock, SystemClock
+from .host.oom import protect_daemon
 from .state import SandboxState
 
 log = logging.getLogger("envd")
@@ -78,6 +79,7 @@ async def serve(config: Config) -> None:
     from . import hypercorn_eof_fix
 
     hypercorn_eof_fix.apply()
+    protect_daemon()  # §1.1: oom_score_adj -1000
     state = initial_state(config)
     write_run_files(config, state)
     app = build_app(config, state)

@@ -15,7 +15,6 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import enum
 import errno
 import os
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from inotify_simple import INotify, flags, parse_events
 
 from ...errors import EnvdError, Internal, InvalidArgument, NotFound
+from ...host.statfs import fs_magic
 from .entry_info import EntryInfo, entry_info
 from .os_errors import errno_text, path_error
 
@@ -76,20 +76,9 @@ OVERFLOW_MESSAGE = "watcher error: fsnotify: queue or buffer overflow"
 _READ_SIZE = 64 * 1024
 _MAX_READS = 16  # per read() call, so a busy writer cannot keep one call going forever
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class WatchFailed(Internal):
     """The watch broke (queue overflow, watch limit); the stream or watcher reports it and stops."""
-
-
-def fs_magic(path: str) -> int:
-    """statfs(2) f_type. os.statvfs lacks it; `struct statfs` starts with f_type (a C long)."""
-    buf = ctypes.create_string_buffer(256)  # sizeof(struct statfs) is 120 on 64-bit Linux
-    if _libc.statfs(os.fsencode(path), buf) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 def check_watchable(path: str, allow_network_mounts: bool) -> None:
