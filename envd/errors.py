@@ -48,3 +48,11 @@ class Canceled(EnvdError):
 
 class DeadlineExceeded(EnvdError):
     code = "deadline_exceeded"
+
+
+class Unknown(EnvdError):
+    code = "unknown"
+
+
+class Unimplemented(EnvdError):
+    code = "unimplemented"

@@ -1,0 +1,1 @@
+"""process.Process: spawning user processes, fanning their output out, and the RPC adapter (spec/envd.md §6)."""
