@@ -287,3 +287,37 @@ async def test_close_detaches_without_killing() -> None:
     assert not gone(handle.pid)
     os.kill(handle.pid, signal.SIGKILL)
     os.waitpid(handle.pid, 0)
+
+
+class RecordingCgroups:
+    """Hands out plain files as `cgroup.procs` and remembers which kinds were asked for."""
+
+    def __init__(self, directory) -> None:
+        self.directory = directory
+        self.asked: list[str] = []
+
+    def procs_path(self, kind: str) -> str | None:
+        self.asked.append(kind)
+        path = self.directory / f"{kind}.procs"
+        path.touch()
+        return str(path)
+
+    def group_path(self, kind: str) -> str | None:
+        return None
+
+
+async def test_children_are_placed_by_kind_and_system_ones_are_not(tmp_path) -> None:
+    cgroups = RecordingCgroups(tmp_path)
+    t = ProcessTable(SandboxState(default_user="user"), cgroups)
+    try:
+        pipe, sub = await t.start(sh("echo placed", stdin=False))
+        assert (await drain(sub))[0] == {"stdout": b"placed\n"}
+        terminal, sub = await t.start(sh("echo placed", pty=TerminalSize(80, 24)))
+        await drain(sub)
+        system, sub = await t.start(sh("echo unplaced", tag="_system", stdin=False))
+        await drain(sub)
+    finally:
+        await t.close()
+    assert cgroups.asked == ["user", "pty"]  # §6.1: `_system` stays in envd's cgroup
+    assert (tmp_path / "user.procs").read_text() == str(pipe.pid)
+    assert (tmp_path / "pty.procs").read_text() == str(terminal.pid)

@@ -122,19 +122,16 @@ def _keepalive(response_type: type[R]) -> R:
     return response
 
 
-class _Deadline:
-    """The call's deadline as an event-loop time, or None. Connect-Timeout-Ms 0 means none (§6.2)."""
-
-    @staticmethod
-    def remaining_ms(ctx: RequestContext) -> float | None:
-        raw = ctx.request_headers.get("connect-timeout-ms")
-        if raw is not None:
-            try:
-                if int(raw) == 0:
-                    return None
-            except ValueError:
-                raise InvalidArgument(f"invalid Connect-Timeout-Ms header: '{raw}'") from None
-        return ctx.timeout_ms  # Connect-Timeout-Ms or gRPC's grpc-timeout, less the time already spent
+def remaining_ms(ctx: RequestContext) -> float | None:
+    """Milliseconds left before the call's deadline, None without one (Connect-Timeout-Ms 0: none, §6.2)."""
+    raw = ctx.request_headers.get("connect-timeout-ms")
+    if raw is not None:
+        try:
+            if int(raw) == 0:
+                return None
+        except ValueError:  # connectrpc refuses it first; kept so the rule stands here too
+            raise InvalidArgument(f"invalid Connect-Timeout-Ms header: '{raw}'") from None
+    return ctx.timeout_ms  # Connect-Timeout-Ms or gRPC's grpc-timeout, less the time already spent
 
 
 class ProcessService:
@@ -149,7 +146,7 @@ class ProcessService:
 
     async def start(self, request: pb.StartRequest, ctx: RequestContext) -> AsyncIterator[pb.StartResponse]:
         user = request_user(ctx, self.state)
-        remaining = _Deadline.remaining_ms(ctx)
+        remaining = remaining_ms(ctx)
         # §6.6: the call's deadline is also the process's lifetime (for gRPC callers too, §6.6 last note).
         lifetime = max(remaining, 1.0) / 1000 if remaining is not None else None
         options = StartOptions(
@@ -173,7 +170,7 @@ class ProcessService:
             yield _end_event(pb.ConnectResponse, found.status)
             return
         subscriber = found.subscribe()
-        remaining = _Deadline.remaining_ms(ctx)
+        remaining = remaining_ms(ctx)
         async for response in self._relay(pb.ConnectResponse, found.pid, subscriber, ctx, remaining):
             yield response
 

@@ -99,6 +99,8 @@ class ProcessTable:
             spawning.add_done_callback(lambda done: self._adopt(done, options))
             raise
         handle = self._register(child, options)
+        log.debug("process started", extra={"fields": {"pid": handle.pid, "cmd": config.cmd, "user": user.name,
+                                                       "tag": options.tag, "pty": options.pty is not None}})
         subscriber = handle.subscribe()
         handle.start(options.lifetime)
         return handle, subscriber
@@ -122,6 +124,7 @@ class ProcessTable:
         if self._live.get(handle.pid) is handle:
             del self._live[handle.pid]
         assert handle.returncode is not None
+        log.debug("process ended", extra={"fields": {"pid": handle.pid, "status": handle.returncode.status}})
         ended = Ended(handle.pid, handle.tag, handle.returncode)
         self._forget(handle.pid)
         timer = asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._expire, ended)
