@@ -69,27 +69,25 @@ class EnvelopeBuffer:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._pos = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         self._buf += data
         out = []
-        buf, pos = self._buf, self._pos
-        while len(buf) - pos >= 5:
-            flags, length = struct.unpack_from(">BI", buf, pos)
-            if len(buf) - pos - 5 < length:
-                break
-            out.append((flags, bytes(buf[pos + 5 : pos + 5 + length])))
-            pos += 5 + length
-        if pos > 1 << 20 or pos == len(buf):
-            del buf[:pos]
-            pos = 0
-        self._pos = pos
+        pos, end = 0, len(self._buf)
+        with memoryview(self._buf) as view:
+            while end - pos >= 5:
+                flags, length = struct.unpack_from(">BI", view, pos)
+                if end - pos - 5 < length:
+                    break
+                out.append((flags, bytes(view[pos + 5 : pos + 5 + length])))
+                pos += 5 + length
+        if pos:
+            del self._buf[:pos]
         return out
 
     @property
     def pending(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf)
 
 
 @dataclass
