@@ -10,13 +10,15 @@ How a child is started, and why this way (start latency is benchmarked against s
   supplementary groups := the user's, real gid/uid := the user's while the effective ids stay root; the child
   then drops its effective ids to the real ones (POSIX_SPAWN_RESETIDS) and execs with uid = euid = suid = the
   user, no capabilities. The thread restores its ids right after. The rest of envd never sees the change.
+  (For that instant the user could signal the spawning thread, which its sudo rights allow anyway.)
 - That thread is dedicated (one per daemon) and has its own working directory (unshare(CLONE_FS)), so it can
   chdir to the requested cwd for the child without touching the daemon's. chdir happens as root, like
   Popen's `cwd=`, before the child drops privileges.
 - PTY: the child is a new session (POSIX_SPAWN_SETSID) and opens the terminal by name as its stdin — a
   session leader without a terminal that opens one gets it as controlling terminal, so no TIOCSCTTY (hence
   no preexec_fn) is needed. The child opens it after dropping privileges, so the pts is chowned to the user
-  first, as login(1) does.
+  first, as login(1) does. `ptyprocess` was not used: it forks the interpreter (pty.fork) and cannot change
+  credentials.
 - cgroups (§8.9): the kernel's CLONE_INTO_CGROUP is not reachable from Python, and the child cannot move
   itself (cgroup.procs is root's, and the wrapper already runs as the user). So the wrapper shell first
   blocks reading fd 3; envd writes the pid into the target `cgroup.procs`, then releases it. The user's
