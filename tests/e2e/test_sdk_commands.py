@@ -306,6 +306,22 @@ def test_close_stdin_delivers_eof_to_wc(sbx):
     assert handle.wait().stdout.strip() == "3000"
 
 
+def test_stream_input(sbx):
+    # Python-only client stream (StreamInput, §6.10): chunks arrive in order; the response follows the last one.
+    handle = sbx.commands.run("cat", background=True, stdin=True)
+    sbx.commands.stream_input(handle.pid, iter(["one ", b"two ", "three\n"]))
+    handle.close_stdin()
+    assert handle.wait().stdout == "one two three\n"
+
+
+def test_iterating_a_handle_and_not_retaining_output(sbx):
+    handle = sbx.commands.run("echo a; echo b >&2; echo c", background=True, retain_output=False)
+    seen = [(out, err) for out, err, _ in handle]
+    assert "".join(o for o, _ in seen if o) == "a\nc\n" and [e for _, e in seen if e] == ["b\n"]
+    result = handle.wait()
+    assert (result.exit_code, result.stdout, result.stderr) == (0, None, None)
+
+
 def test_send_stdin_without_stdin_is_an_error(sbx):
     handle = sbx.commands.run("sleep 5", background=True)
     try:
@@ -520,6 +536,16 @@ def test_pty_connect_from_a_second_client(sbx, debug_env):
     sbx.pty.send_stdin(handle.pid, b"exit\n")
     assert term.done.wait(10) and second.done.wait(10)
     assert term.result.exit_code == 0 and second.result.exit_code == 0
+
+
+def test_pty_stream_input(sbx):
+    handle = sbx.pty.create(PtySize(rows=24, cols=80))
+    term = Terminal(handle)
+    try:
+        sbx.pty.stream_input(handle.pid, iter([b"echo ", b"$((3*5))", b"Z\n"]))
+        term.expect(rb"15Z")
+    finally:
+        sbx.pty.kill(handle.pid)
 
 
 def test_pty_is_listed(sbx):
