@@ -33,11 +33,14 @@ def test_wrapper_has_each_tool_only_when_found() -> None:
     assert full == 'echo 100 > /proc/$$/oom_score_adj && exec /usr/bin/ionice -c 2 -n 4 /usr/bin/nice -n 20 "${@}"'
     assert build_wrapper(None, "/bin/nice", 0) == 'echo 100 > /proc/$$/oom_score_adj && exec /bin/nice -n 0 "${@}"'
     assert build_wrapper(None, None, 0) == 'echo 100 > /proc/$$/oom_score_adj && exec "${@}"'
-    released = build_wrapper(None, None, 0, wait_release=True)
-    assert released.startswith("read -r _ <&3 && exec 3<&- && echo 100")
+    released = build_wrapper(None, None, 0, wait_release=True, cwd="/home/a b")
+    assert released.startswith("read -r _ <&3 && exec 3<&- && cd -- '/home/a b' && unset OLDPWD && echo 100")
 
 
-def test_tools_are_looked_up_on_the_given_path(tmp_path: Path) -> None:
+def test_tools_are_looked_up_on_the_given_path(tmp_path: Path, monkeypatch) -> None:
+    from envd.services.process import spawn as spawn_module
+
+    monkeypatch.setattr(spawn_module._FileDerived, "RECHECK_S", 0.0)  # re-stat PATH on every call
     assert "ionice" not in wrapper_script(str(tmp_path)) and "nice" not in wrapper_script(str(tmp_path)).split("exec")[1]
     nice = tmp_path / "nice"
     nice.write_text("#!/bin/sh\n")
@@ -61,7 +64,8 @@ def test_environment_is_built_from_scratch_later_entries_win() -> None:
 
 def spec(script: str, **overrides) -> SpawnSpec:
     values = dict(
-        argv=command_line("/bin/sh", ["-c", script], os.environ["PATH"]),
+        argv=None,  # the spawner builds the §6.3 command line
+        search_path=os.environ["PATH"],
         env=environment(os.environ["PATH"], USER.pw_dir, "user", {}, {}),
         cwd=USER.pw_dir,
         uid=USER.pw_uid,
@@ -162,9 +166,11 @@ def test_stdin_is_a_pipe_or_dev_null(spawner) -> None:
     assert (out, status) == (b"/dev/null\n", 0)
 
 
-def test_cwd_is_checked_and_used(spawner, tmp_path: Path) -> None:
-    out, _, _ = finish(spawn(spawner, spec("pwd", cwd=str(tmp_path))))
-    assert out.decode().strip() == str(tmp_path)
+def test_cwd_is_checked_and_used(spawner, tmp_path: Path, user_home: Path) -> None:
+    out, _, _ = finish(spawn(spawner, spec("pwd; echo $PWD", cwd=str(user_home))))
+    assert out.decode().split() == [str(user_home)] * 2
+    _, err, status = finish(spawn(spawner, spec("pwd", cwd=str(tmp_path))))  # root's private dir
+    assert os.WEXITSTATUS(status) == 2 and b"can't cd" in err  # entered as the user, like Go after setuid
     with pytest.raises(InvalidArgument, match=f"^cwd '{tmp_path}/missing' does not exist$"):
         spawn(spawner, spec("pwd", cwd=str(tmp_path / "missing")))
     (tmp_path / "file").write_text("x")
@@ -207,7 +213,6 @@ def test_cgroup_placement_happens_before_the_command_runs(spawner, tmp_path: Pat
     marker = tmp_path / "ran"
     # As root: pytest's tmp_path is private to root.
     s = spec(f"cat {procs} > {marker}; ls /proc/self/fd", cgroup_procs=str(procs), uid=0, gid=0, username="root")
-    s = SpawnSpec(**{**s.__dict__, "argv": command_line("/bin/sh", ["-c", s.args[1]], os.environ["PATH"], wait_release=True)})
     child = spawn(spawner, s)
     out, err, status = finish(child)
     assert status == 0, err

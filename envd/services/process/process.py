@@ -74,6 +74,9 @@ class ProcessHandle:
         """Start reading output (subscribe the Start stream first) and arm the lifetime limit (§6.6)."""
         if lifetime is not None and lifetime > 0:
             self._lifetime_timer = self._loop.call_later(lifetime, self._lifetime_expired)
+        if self._child.pidfd is not None:
+            # Watched from the start, so an exit seen in the same poll as the output EOF is reaped at once.
+            self._loop.add_reader(self._child.pidfd, self._exit_ready)
         self.output.start()
 
     def subscribe(self) -> Subscriber[ExitStatus]:
@@ -86,6 +89,14 @@ class ProcessHandle:
             self._signal(signal.SIGKILL)
             self._await_exit()
 
+    def _exit_ready(self) -> None:
+        """The child has exited. It stays an unreaped zombie until its output is done (§6.5)."""
+        pidfd = self._child.pidfd
+        if pidfd is not None:
+            self._loop.remove_reader(pidfd)
+        if self._awaiting_exit:
+            self._try_reap()
+
     def _await_exit(self) -> None:
         """Output is done (or the process was told to stop): reap it as soon as it has exited."""
         if self._awaiting_exit or self.returncode is not None:
@@ -93,10 +104,9 @@ class ProcessHandle:
         self._awaiting_exit = True
         if self._try_reap():
             return
-        if self._child.pidfd is not None:
-            self._loop.add_reader(self._child.pidfd, self._try_reap)
-        else:
+        if self._child.pidfd is None:
             self._poll_timer = self._loop.call_later(_POLL_INTERVAL, self._poll_reap)
+        # else: _exit_ready reaps it
 
     def _poll_reap(self) -> None:
         self._poll_timer = None

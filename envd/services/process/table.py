@@ -16,7 +16,7 @@ from ...state import SandboxState
 from .exit_status import ExitStatus
 from .fanout import Subscriber
 from .process import ProcessConfig, ProcessHandle
-from .spawn import Child, Spawner, SpawnSpec, TerminalSize, command_line, environment
+from .spawn import Child, Spawner, SpawnSpec, TerminalSize, environment
 
 log = logging.getLogger("envd.process")
 
@@ -78,7 +78,7 @@ class ProcessTable:
         if options.tag != SYSTEM_TAG:
             procs = self._cgroups.procs_path("pty" if options.pty is not None else "user")
         spec = SpawnSpec(
-            argv=command_line(config.cmd, list(config.args), self._path, wait_release=procs is not None),
+            argv=None,  # the spawner builds the §6.3 command line
             env=environment(self._path, user.home, user.name, self._state.envs.all(), config.envs),
             cwd=cwd,
             uid=user.uid,
@@ -88,27 +88,19 @@ class ProcessTable:
             pty=options.pty,
             stdin=options.stdin,
             cgroup_procs=procs,
+            search_path=self._path,
             cmd=config.cmd,
             args=list(config.args),
         )
-        spawning = asyncio.ensure_future(self._spawner.spawn(spec))
-        try:
-            child = await asyncio.shield(spawning)
-        except asyncio.CancelledError:
-            # The caller went away mid-spawn; the process still runs (§6.2) and must be tracked and reaped.
-            spawning.add_done_callback(lambda done: self._adopt(done, options))
-            raise
+        # Once spawned, registration follows synchronously: a caller cancelled mid-way cannot orphan a child.
+        child = await self._spawner.spawn(spec)
         handle = self._register(child, options)
-        log.debug("process started", extra={"fields": {"pid": handle.pid, "cmd": config.cmd, "user": user.name,
-                                                       "tag": options.tag, "pty": options.pty is not None}})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("process started", extra={"fields": {"pid": handle.pid, "cmd": config.cmd, "user": user.name,
+                                                           "tag": options.tag, "pty": options.pty is not None}})
         subscriber = handle.subscribe()
         handle.start(options.lifetime)
         return handle, subscriber
-
-    def _adopt(self, spawning: asyncio.Future[Child], options: StartOptions) -> None:
-        if spawning.cancelled() or spawning.exception() is not None:
-            return
-        self._register(spawning.result(), options).start(options.lifetime)
 
     def _register(self, child: Child, options: StartOptions) -> ProcessHandle:
         handle = ProcessHandle(child, options.config, options.tag, on_end=self._on_end)
@@ -124,7 +116,8 @@ class ProcessTable:
         if self._live.get(handle.pid) is handle:
             del self._live[handle.pid]
         assert handle.returncode is not None
-        log.debug("process ended", extra={"fields": {"pid": handle.pid, "status": handle.returncode.status}})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("process ended", extra={"fields": {"pid": handle.pid, "status": handle.returncode.status}})
         ended = Ended(handle.pid, handle.tag, handle.returncode)
         self._forget(handle.pid)
         timer = asyncio.get_running_loop().call_later(RETAIN_SECONDS, self._expire, ended)
