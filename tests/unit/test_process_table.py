@@ -325,3 +325,23 @@ async def test_children_are_placed_by_kind_and_system_ones_are_not(tmp_path) -> 
     assert cgroups.asked == ["user", "pty"]  # §6.1: `_system` stays in envd's cgroup
     assert (tmp_path / "user.procs").read_text() == str(pipe.pid)
     assert (tmp_path / "pty.procs").read_text() == str(terminal.pid)
+
+
+async def test_blocked_write_fails_cleanly_on_close_stdin_or_exit(table) -> None:
+    handle, sub = await table.start(sh("exec sleep 30"))  # never reads its stdin
+    writer = asyncio.ensure_future(handle.write_stdin(b"x" * (1 << 20)))
+    await asyncio.sleep(0.2)
+    assert not writer.done()  # waiting for room in the full pipe
+    handle.close_stdin()
+    with pytest.raises(Internal, match="^error writing to stdin: stdin not enabled or closed$"):
+        await asyncio.wait_for(writer, 5)
+    handle.kill()
+    await drain(sub)
+
+    handle, sub = await table.start(sh("exec sleep 30"))
+    writer = asyncio.ensure_future(handle.write_stdin(b"x" * (1 << 20)))
+    await asyncio.sleep(0.2)
+    handle.kill()
+    with pytest.raises(Internal, match="^error writing to stdin: (write: broken pipe|stdin not enabled or closed)$"):
+        await asyncio.wait_for(writer, 5)
+    await drain(sub)

@@ -9,6 +9,7 @@ noticed through a pidfd on the event loop (no SIGCHLD handler, no watcher thread
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -33,6 +34,10 @@ class ProcessConfig:
     args: tuple[str, ...] = ()
     envs: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
+
+
+class _StdinClosed(Exception):
+    """CloseStdin while a write waited for room."""
 
 
 def _os_text(err: OSError) -> str:
@@ -86,7 +91,10 @@ class ProcessHandle:
         self._lifetime_timer = None
         if self.returncode is None:
             log.info("process %d reached its lifetime limit", self.pid)
-            self._signal(signal.SIGKILL)
+            try:
+                self._signal(signal.SIGKILL)
+            except Internal as err:
+                log.warning("process %d: %s", self.pid, err.message)
             self._await_exit()
 
     def _exit_ready(self) -> None:
@@ -94,8 +102,8 @@ class ProcessHandle:
         pidfd = self._child.pidfd
         if pidfd is not None:
             self._loop.remove_reader(pidfd)
-        if self._awaiting_exit:
-            self._try_reap()
+        if self._awaiting_exit and not self._try_reap():
+            self._poll_timer = self._loop.call_later(_POLL_INTERVAL, self._poll_reap)  # never expected
 
     def _await_exit(self) -> None:
         """Output is done (or the process was told to stop): reap it as soon as it has exited."""
@@ -147,7 +155,7 @@ class ProcessHandle:
         child = self._child
         if child.pidfd is not None:
             self._loop.remove_reader(child.pidfd)
-        self._fail_write(Internal("process ended"))
+        self._fail_write(BrokenPipeError(errno.EPIPE, "process ended"))
         for name in ("pidfd", "stdin", "stdout", "stderr", "master"):
             fd = getattr(child, name)
             if fd is not None:
@@ -225,7 +233,12 @@ class ProcessHandle:
                 try:
                     written = os.write(fd, view)
                 except BlockingIOError:
-                    await self._writable(fd_name, fd)
+                    try:
+                        await self._writable(fd_name, fd)
+                    except _StdinClosed:
+                        raise Internal(f"{prefix}: {closed_text}") from None
+                    except OSError as err:
+                        raise Internal(f"{prefix}: write: {_os_text(err)}") from None
                     continue
                 except OSError as err:
                     raise Internal(f"{prefix}: write: {_os_text(err)}") from None
@@ -255,7 +268,7 @@ class ProcessHandle:
             return
         self._child.stdin = None
         self._loop.remove_writer(fd)
-        self._fail_write(Internal("error writing to stdin: stdin not enabled or closed"))
+        self._fail_write(_StdinClosed())
         try:
             os.close(fd)
         except OSError as err:
