@@ -184,6 +184,13 @@ def test_runs_as_the_user_in_home_with_exact_environment(daemon) -> None:
     assert run(daemon, sh("id -u"), basic("root")).output["stdout"] == b"0\n"
 
 
+def test_child_inherits_no_daemon_fds(daemon) -> None:
+    # hypercorn marks its listening socket inheritable; a child holding it would keep the port bound.
+    for _ in range(3):
+        r = run(daemon, sh("ls /proc/self/fd"))
+        assert r.output["stdout"].split() == [b"0", b"1", b"2", b"3"]  # 3: ls's own listing
+
+
 def test_cwd_relative_to_home_and_missing_cwd(daemon, user_home) -> None:
     r = run(daemon, {"process": {"cmd": "pwd", "cwd": user_home.name}})
     assert r.output["stdout"].decode().strip() == str(user_home)
@@ -280,9 +287,13 @@ def test_no_fd_or_zombie_left_behind(daemon) -> None:
         r = run(daemon, sh("exec sleep 30"), {"connect-timeout-ms": "300"})
         assert wait_gone(r.pid)
     deadline = time.monotonic() + 5
-    while daemon_children(daemon) != (fds_before, zombies_before) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        fds, zombies = daemon_children(daemon)
+        if fds <= fds_before and zombies <= zombies_before:
+            break
         time.sleep(0.05)
-    assert daemon_children(daemon) == (fds_before, zombies_before)
+    # <=: a connection left over from an earlier test may close meanwhile.
+    assert fds <= fds_before and zombies == zombies_before == 0
 
 
 # -- Connect ---------------------------------------------------------------------------------------

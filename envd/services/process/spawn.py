@@ -28,8 +28,8 @@ How a child is started, and why this way (start latency is benchmarked against s
   placement is logged and the command runs unplaced (as with the no-op manager) rather than not at all.
 - The child gets exactly fds 0, 1, 2 (and 3 until released). Python opens everything close-on-exec (PEP 446),
   but not all fds are Python's: hypercorn marks its listening sockets inheritable, and envd may inherit
-  strays from whoever started it. posix_spawn has no close_fds, so each spawn first marks every open fd
-  close-on-exec (a /proc/self/fd scan, tens of microseconds).
+  strays from whoever started it. posix_spawn has no close_fds, so spawns first mark every open fd
+  close-on-exec (a /proc/self/fd scan, repeated at most once a second).
 """
 
 from __future__ import annotations
@@ -224,7 +224,19 @@ def supplementary_groups(username: str, gid: int) -> list[int]:
     return list(_lookups.get(("groups", username, gid), ("/etc/group",), compute))
 
 
-def _close_on_exec_all() -> None:
+_SCAN_EVERY_S = 1.0
+_last_scan = -_SCAN_EVERY_S
+
+
+def _close_on_exec_all(force: bool = False) -> None:
+    """Mark every open fd close-on-exec. Inheritable fds come from start-up (hypercorn's listeners, whatever
+    envd inherited), not from envd at run time, so the scan — O(open fds), costly with hundreds of
+    connections — runs at most once a second."""
+    global _last_scan
+    now = time.monotonic()
+    if not force and now - _last_scan < _SCAN_EVERY_S:
+        return
+    _last_scan = now
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2:
