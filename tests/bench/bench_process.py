@@ -32,19 +32,17 @@ USER = "user"
 GIB = 1 << 30
 
 
-def envd_wrapper() -> str:
+def envd_wrapper(cwd: str | None = None) -> str:
     """The exact exec wrapper envd puts in front of every command (envd.md §6.3), from the service if it has it."""
     try:
-        from envd.services.process import spawn  # type: ignore[attr-defined]
-
-        for name in ("wrapper_script", "exec_wrapper", "build_wrapper", "wrapper"):
-            fn = getattr(spawn, name, None)
-            if callable(fn):
-                return fn()
-            if isinstance(fn, str):
-                return fn
+        from envd.services.process.spawn import wrapper_script
     except ImportError:
-        pass
+        wrapper_script = None
+    if wrapper_script is not None:
+        try:
+            return wrapper_script(cwd=cwd)  # newer spawn: the wrapper also enters the cwd
+        except TypeError:
+            return wrapper_script()
     parts = []
     if ionice := shutil.which("ionice"):
         parts.append(f"{ionice} -c 2 -n 4 ")
@@ -62,7 +60,7 @@ class LocalSpawner:
 
     def __init__(self, user: str = USER) -> None:
         pw = pwd.getpwnam(user)
-        self.wrapper = envd_wrapper()
+        self.wrapper = envd_wrapper(cwd=pw.pw_dir)
         self.env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": pw.pw_dir, "USER": user,
                     "LOGNAME": user, "E2B_SANDBOX": "false"}
 
