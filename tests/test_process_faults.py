@@ -349,11 +349,13 @@ def test_memory_hog_in_user_cgroup_does_not_take_envd_down(tmp_path: Path, sandb
         pytest.skip(reason)
     daemon = start_daemon(tmp_path, "-default-user", sandbox_user)
     user_cg = Path("/sys/fs/cgroup/user")
+    original: dict[str, str] = {}
     try:
         assert wait_until(user_cg.is_dir, 5), "envd did not create the `user` cgroup (§8.9)"
         # The real cap is MemTotal - 128 MiB; lower it so the hog hits it without starving this machine.
-        (user_cg / "memory.high").write_text(str(256 << 20))
-        (user_cg / "memory.max").write_text(str(256 << 20))
+        for name in ("memory.high", "memory.max"):
+            original[name] = (user_cg / name).read_text().strip()
+            (user_cg / name).write_text(str(256 << 20))
         hog = "import time; chunks = []\nwhile True: chunks.append(b'x' * (16 << 20)); time.sleep(0.001)"
 
         async def go() -> Outcome:
@@ -368,5 +370,7 @@ def test_memory_hog_in_user_cgroup_does_not_take_envd_down(tmp_path: Path, sandb
         assert bytes(after.stdout) == b"alive\n"
         assert rss.growth_mb < 50
     finally:
+        for name, value in original.items():
+            (user_cg / name).write_text(value)
         close_client(daemon)
         stop_daemon(daemon)
