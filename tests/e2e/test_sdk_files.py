@@ -567,7 +567,10 @@ def test_sync_watch_recursive_with_entries(sbx, work):
         assert (created.entry.path, created.entry.name, created.entry.type) == (
             str(work / "pre" / "nested.txt"), "nested.txt", FileType.FILE,
         )
-        assert created.entry.owner == "user"
+        # The entry is read when the event is handled: only the WRITE (after the upload's chown) is sure
+        # to see the final owner; the CREATE may be stat-ed before the chown.
+        written = next(e for e in events if e.name == "pre/nested.txt" and e.type == WRITE)
+        assert written.entry is not None and written.entry.owner == "user"
 
         # A directory created after the watch started is watched too, once its CREATE was seen.
         sbx.files.make_dir(str(work / "later"))
