@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +13,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from tests.connect_wire import basic_auth as basic
+from tests.connect_wire import envelope, read_envelopes
 
 CONNECT_JSON = {"content-type": "application/json", "connect-protocol-version": "1"}
 CONNECT_STREAM = {"content-type": "application/connect+json", "connect-protocol-version": "1"}
@@ -28,28 +29,6 @@ def call(daemon, method: str, body: dict, headers: dict | None = None) -> httpx.
         headers={**CONNECT_JSON, **(headers or {})},
         timeout=10,
     )
-
-
-def basic(user: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
-
-
-def envelope(payload: bytes, flags: int = 0) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
-
-
-def read_envelopes(chunks: Iterator[bytes]) -> Iterator[tuple[int, dict]]:
-    """Decode a Connect stream body: 1 flag byte, 4-byte big-endian length, JSON payload."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= 5:
-            flags, length = struct.unpack(">BI", buffer[:5])
-            if len(buffer) < 5 + length:
-                break
-            yield flags, json.loads(buffer[5 : 5 + length])
-            buffer = buffer[5 + length :]
-    assert buffer == b"", "trailing bytes after the last envelope"
 
 
 @contextmanager

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import psutil
 import pytest
 
 from tests.conftest import Daemon, start_daemon, stop_daemon
+from tests.rss import PeakRSS
 from tests.process_client import (
     JSON,
     EnvelopeBuffer,
@@ -217,31 +217,6 @@ def test_500_concurrent_commands_all_complete_correctly(envd):
     assert elapsed < 90
 
 
-class RssSampler:
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.start = self.proc.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
-
-
 def open_slow_reader(daemon: Daemon, request: dict) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -274,7 +249,7 @@ def test_slow_reader_of_a_fast_writer_keeps_daemon_memory_bounded(envd):
     sock = open_slow_reader(envd, start_request("/bin/sh", ["-c", "yes | head -c 2G"]))
     pid = read_start_pid(sock)
     try:
-        with RssSampler(envd.process.pid) as rss:
+        with PeakRSS(envd.process.pid) as rss:
             deadline = time.monotonic() + 2.5
             while time.monotonic() < deadline:  # a trickle: 1 byte every 10 ms
                 assert sock.recv(1)
@@ -298,7 +273,7 @@ def test_output_with_no_subscriber_is_discarded_at_full_speed(envd):
     # §6.5: with no subscriber the output is read and dropped, so the writer never blocks and finishes.
     sock = open_slow_reader(envd, start_request("/bin/sh", ["-c", "head -c 1G /dev/zero"]))
     pid = read_start_pid(sock)
-    with RssSampler(envd.process.pid) as rss:
+    with PeakRSS(envd.process.pid) as rss:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()  # reset: the subscriber is gone
         finished = wait_until(lambda: not running(pid), 40, interval=0.1)
@@ -361,7 +336,7 @@ def test_memory_hog_in_user_cgroup_does_not_take_envd_down(tmp_path: Path, sandb
         async def go() -> Outcome:
             return await run_command(daemon.port, start_request("/usr/bin/python3", ["-c", hog]))
 
-        with RssSampler(daemon.process.pid) as rss:
+        with PeakRSS(daemon.process.pid) as rss:
             outcome = asyncio.run(asyncio.wait_for(go(), 60))
         assert outcome.end and outcome.end.get("status") == "signal: killed", outcome.end
         assert daemon.process.poll() is None, "envd died"

@@ -20,31 +20,12 @@ import pytest
 
 from envd.spec.process import process_pb2 as pb
 from envd.spec.process import process_pb2_grpc as pb_grpc
+from tests.connect_wire import basic_auth as basic
+from tests.connect_wire import envelope, read_envelopes
 
 CONNECT_JSON = {"content-type": "application/json", "connect-protocol-version": "1"}
 CONNECT_STREAM = {"content-type": "application/connect+json", "connect-protocol-version": "1"}
 END_STREAM = 0x02
-
-
-def envelope(payload: bytes, flags: int = 0) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
-
-
-def basic(user: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
-
-
-def read_envelopes(chunks: Iterator[bytes]) -> Iterator[tuple[int, dict]]:
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= 5:
-            flags, length = struct.unpack(">BI", buffer[:5])
-            if len(buffer) < 5 + length:
-                break
-            yield flags, json.loads(buffer[5 : 5 + length])
-            buffer = buffer[5 + length :]
-    assert buffer == b"", "trailing bytes after the last envelope"
 
 
 def call(daemon, method: str, body: dict, headers: dict | None = None) -> httpx.Response:

@@ -15,10 +15,7 @@ import pytest
 
 from envd.spec.filesystem import filesystem_pb2 as pb
 from envd.spec.filesystem import filesystem_pb2_grpc as pb_grpc
-
-
-def envelope(payload: bytes, flags: int = 0) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
+from tests.connect_wire import envelope
 
 
 def split_envelopes(data: bytes) -> list[tuple[int, bytes]]:

@@ -5,11 +5,9 @@ import struct
 
 import httpx
 
+from tests.connect_wire import envelope
+
 CONNECT_JSON = {"content-type": "application/json", "connect-protocol-version": "1"}
-
-
-def envelope(payload: bytes, flags: int = 0) -> bytes:
-    return struct.pack(">BI", flags, len(payload)) + payload
 
 
 def test_chunked_request_body_on_http11(daemon):

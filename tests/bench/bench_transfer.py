@@ -12,13 +12,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 
 from tests.conftest import free_port
+from tests.rss import PeakRSS
 
 from .common import report, running_daemon
 
@@ -30,31 +29,6 @@ def make_source(path: Path) -> None:
     with open(path, "wb") as f:
         for _ in range(SIZE >> 20):
             f.write(block)
-
-
-class PeakRSS:
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.start = self.process.memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 def timed_run(argv: list[str]) -> float:

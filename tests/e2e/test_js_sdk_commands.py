@@ -8,28 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.js_project import JS_DIR, ensure_node_modules, node_tools
+
 pytestmark = pytest.mark.sdk
-
-JS_DIR = Path(__file__).resolve().parent / "js"
-
-
-def node_tools() -> tuple[str, str] | None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    return (node, npm) if node and npm else None
-
-
-def ensure_node_modules(npm: str) -> None:
-    if (JS_DIR / "node_modules" / "e2b" / "package.json").exists():
-        return
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, timeout=300,
-                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
 
 @pytest.fixture(scope="module")
 def report(daemon) -> dict:

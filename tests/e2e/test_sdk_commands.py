@@ -34,17 +34,6 @@ pytestmark = pytest.mark.sdk
 
 
 @pytest.fixture(scope="module")
-def debug_env(daemon) -> Iterator[str]:
-    """The SDK reads E2B_DEBUG / E2B_SANDBOX_URL when the sandbox object is built (sdk-expectations §2.1)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("E2B_DEBUG", "true")
-        mp.setenv("E2B_SANDBOX_URL", daemon.url)
-        for var in ("E2B_API_KEY", "E2B_API_URL", "E2B_ACCESS_TOKEN", "E2B_DOMAIN"):
-            mp.delenv(var, raising=False)
-        yield daemon.url
-
-
-@pytest.fixture(scope="module")
 def sbx(debug_env) -> Sandbox:
     return Sandbox.create()
 

@@ -44,17 +44,6 @@ CREATE, WRITE, REMOVE, RENAME, CHMOD = (
 
 
 @pytest.fixture(scope="module")
-def debug_env(daemon) -> Iterator[str]:
-    """The SDK reads E2B_DEBUG / E2B_SANDBOX_URL when the sandbox object is built (§1.1, §2.1)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("E2B_DEBUG", "true")
-        mp.setenv("E2B_SANDBOX_URL", daemon.url)
-        for var in ("E2B_API_KEY", "E2B_API_URL", "E2B_ACCESS_TOKEN", "E2B_DOMAIN"):
-            mp.delenv(var, raising=False)
-        yield daemon.url
-
-
-@pytest.fixture(scope="module")
 def sbx(debug_env) -> Sandbox:
     sandbox = Sandbox.create()
     assert sandbox.sandbox_id == "debug_sandbox_id"

@@ -37,7 +37,7 @@ from envd.host.cgroups import (
 )
 from envd.host.oom import protect_daemon
 from envd.host.statfs import CGROUP2_SUPER_MAGIC, fs_magic
-from tests.conftest import ROOT, start_daemon, stop_daemon
+from tests.conftest import start_daemon, stop_daemon
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GROUPS = ("user", "ptys", "socats")
