@@ -4,9 +4,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 PORT ?= 49983
 
-.PHONY: setup run test proto bench clean
+.PHONY: setup kernels run test proto bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) kernels
 
 # System packages, the sandbox-like `user` account, the venv with envd (editable) + test deps, the JS SDK.
 $(STAMP): pyproject.toml scripts/setup-system.sh scripts/setup-user.sh tests/e2e/js/package.json
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml scripts/setup-system.sh scripts/setup-user.sh tests/e2e
 	$(PY) -m pip install -q -e '.[test]'
 	cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
+
+# Python kernel venv + kernelspec for the code-interpreter API on port 49999 (envd -kernels-prefix).
+KERNELS ?= /opt/envd-kernels
+kernels:
+	bash scripts/setup-kernels.sh $(KERNELS)
 
 # The daemon as a local debug sandbox: no MMDS, default user `user`, port 49983 (what E2B_DEBUG=true SDKs use).
 run: setup

@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     flag("default-workdir", default=None, help="default workdir before /init sets one (local runs)")
     flag("host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     flag("run-dir", default="/run/e2b", help="sandbox metadata directory (default /run/e2b)")
+    flag("code-port", type=int, default=49999, help="code-interpreter HTTP port (default 49999, 0 disables)")
+    flag("kernels-prefix", default="/opt/envd-kernels", help="venv with the Jupyter kernels (make kernels)")
     return parser.parse_args(argv)
 
 
@@ -55,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         default_user=args.default_user or "root",
         default_workdir=args.default_workdir,
         run_dir=args.run_dir,
+        code_port=args.code_port,
+        kernels_prefix=args.kernels_prefix,
     )
 
 

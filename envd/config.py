@@ -20,3 +20,7 @@ class Config:
     run_dir: str = "/run/e2b"
     # Largest RPC message accepted; bigger bodies get resource_exhausted instead of filling memory.
     rpc_read_max_bytes: int = 64 * 1024 * 1024
+    # The code-interpreter HTTP API (code-interpreter.md §1); 0 disables it.
+    code_port: int = 49999
+    # Venv holding the kernels and their kernelspecs (`make kernels`).
+    kernels_prefix: str = "/opt/envd-kernels"

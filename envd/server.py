@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from .api.app import EnvdApp, Extension, build_routes
@@ -59,11 +60,44 @@ def build_app(config: Config, state: SandboxState) -> EnvdApp:
     return EnvdApp(state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension)
 
 
+def with_code_port(config: Config, state: SandboxState, app: EnvdApp) -> Callable:
+    """Port 49999 (code-interpreter.md §1) on the same hypercorn instance, dispatched by the server port.
+
+    Its core (and jupyter_client) loads, and the default context starts, once envd's own services have
+    loaded: the daemon's start stays fast (§4.4: kernels start in the background).
+    """
+    if not config.code_port:
+        return app
+    from .api.code_http import CodePort
+
+    code = CodePort(state, config.kernels_prefix, str(Path(config.run_dir) / "code"))
+    app.on_shutdown.append(code.close)
+    background: set[asyncio.Task] = set()
+
+    async def start_later() -> None:
+        await app.wait_loaded()
+        await code.start()
+
+    async def dispatch(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            task = asyncio.create_task(start_later())
+            background.add(task)
+            task.add_done_callback(background.discard)
+            await app(scope, receive, send)
+            return
+        server = scope.get("server")
+        await (code if server and server[1] == config.code_port else app)(scope, receive, send)
+
+    return dispatch
+
+
 def hypercorn_config(config: Config):
     from hypercorn.config import Config as HypercornConfig
 
     hc = HypercornConfig()
     hc.bind = [f"{config.host}:{config.port}"]
+    if config.code_port:
+        hc.bind.append(f"{config.host}:{config.code_port}")
     hc.keep_alive_timeout = 640  # longer than the fronting proxy's idle timeout (§1.6)
     hc.keep_alive_max_requests = 1_000_000  # the SDKs pool connections
     hc.include_server_header = False
@@ -82,11 +116,11 @@ async def serve(config: Config) -> None:
     protect_daemon()  # §1.1: oom_score_adj -1000
     state = initial_state(config)
     write_run_files(config, state)
-    app = build_app(config, state)
+    app = with_code_port(config, state, build_app(config, state))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("envd listening", extra={"fields": {"port": config.port, "pid": os.getpid()}})
+    log.info("envd listening", extra={"fields": {"port": config.port, "code_port": config.code_port, "pid": os.getpid()}})
     await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
     log.info("envd stopped")

@@ -48,6 +48,8 @@ class Daemon:
 def start_daemon(tmp: Path, *extra: str, port: int | None = None) -> Daemon:
     port = port or free_port()
     run_dir = tmp / "run"
+    if "-code-port" not in extra:
+        extra = (*extra, "-code-port", "0")  # the code port (49999) only where a test asks for it
     process = subprocess.Popen(
         [sys.executable, "-m", "envd", "-isnotfc", "-port", str(port), "-host", "127.0.0.1",
          "-run-dir", str(run_dir), *extra],

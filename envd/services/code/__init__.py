@@ -1,0 +1,1 @@
+"""Code execution in Jupyter kernels (code-interpreter.md): contexts, kernels, message routing, results."""

@@ -1,0 +1,144 @@
+"""One Jupyter kernel driven over ZMQ with jupyter-client (no jupyter_server), shaped like Popen.
+
+jupyter_client and zmq are imported lazily (first kernel start) so the daemon itself starts fast.
+Kernels run as the daemon's user (root), like upstream's Jupyter service (code-interpreter.md §5.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Any
+
+from .routing import CONNECTION_LOST, UNEXPECTED_END, Execution, Router
+
+log = logging.getLogger("envd.code")
+
+_imported: dict[str, Any] = {}
+
+
+async def jupyter_client() -> Any:
+    """The jupyter_client module, imported in a worker thread the first time (it pulls in zmq)."""
+    if "jc" not in _imported:
+        module = await asyncio.to_thread(importlib.import_module, "jupyter_client")
+        await asyncio.to_thread(importlib.import_module, "jupyter_client.kernelspec")
+        _imported["jc"] = module
+    return _imported["jc"]
+
+
+class KernelStartError(Exception):
+    pass
+
+
+class Kernel:
+    """A kernel process plus our client connection to it; `router` gets every message it sends."""
+
+    def __init__(self, spec_name: str, kernel_dirs: list[str], cwd: str, env: dict[str, str]) -> None:
+        self.spec_name = spec_name
+        self.kernel_dirs = kernel_dirs
+        self.cwd = cwd
+        self.env = env
+        self.router = Router()
+        self.id: str | None = None
+        self._km: Any = None
+        self._kc: Any = None
+        self._readers: list[asyncio.Task] = []
+
+    async def start(self, startup_timeout: float = 60) -> str:
+        jc = await jupyter_client()
+        ksm = jc.kernelspec.KernelSpecManager(kernel_dirs=self.kernel_dirs, ensure_native_kernel=False)
+        try:
+            ksm.get_kernel_spec(self.spec_name)
+        except jc.kernelspec.NoSuchKernel:
+            raise KernelStartError(
+                f"No such kernel named {self.spec_name} (looked in {', '.join(self.kernel_dirs)}; run `make kernels`)"
+            ) from None
+        self._km = jc.AsyncKernelManager(kernel_name=self.spec_name, kernel_spec_manager=ksm)
+        try:
+            await self._km.start_kernel(cwd=self.cwd, env=dict(self.env))
+            await self._connect(startup_timeout)
+        except Exception as err:
+            await self._kill_quietly()
+            raise KernelStartError(str(err) or type(err).__name__) from err
+        self.id = self._km.kernel_id
+        return self.id
+
+    async def _connect(self, timeout: float) -> None:
+        self._kc = self._km.client()
+        self._kc.start_channels()
+        await self._kc.wait_for_ready(timeout=timeout)
+        self._readers = [
+            asyncio.create_task(self._read(self._kc.get_iopub_msg, self.router.on_iopub)),
+            asyncio.create_task(self._read(self._kc.get_shell_msg, self.router.on_shell)),
+        ]
+
+    async def _read(self, get: Any, handle: Any) -> None:
+        try:
+            while True:
+                msg = await get()
+                try:
+                    handle(msg)
+                except Exception:
+                    log.exception("kernel message handling failed")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            # §4.8: the receive loop ended; everything in flight learns the connection is gone.
+            log.warning("kernel %s connection lost: %s", self.id, err)
+            self.router.end_all(CONNECTION_LOST, UNEXPECTED_END)
+
+    async def _disconnect(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            try:
+                await task
+            except BaseException:
+                pass
+        self._readers = []
+        if self._kc is not None:
+            self._kc.stop_channels()
+            self._kc = None
+
+    def execute(self, code: str, silent: bool = False) -> Execution:
+        """Send one execute_request; internal (silent) ones don't count and don't stop on error (Q12)."""
+        if self._kc is None:
+            raise ConnectionError("kernel is not connected")
+        msg_id = self._kc.execute(
+            code, silent=silent, store_history=not silent, allow_stdin=False, stop_on_error=not silent
+        )
+        # Registered before the loop can run a reader again: nothing of this request can be missed.
+        return self.router.register(msg_id, silent)
+
+    async def is_alive(self) -> bool:
+        return self._km is not None and await self._km.is_alive()
+
+    async def interrupt(self) -> None:
+        if self._km is not None:
+            await self._km.interrupt_kernel()
+
+    async def restart(self, timeout: float = 60) -> None:
+        """Same id, fresh process (and state); executions in flight end (§4.9)."""
+        self.router.end_all(UNEXPECTED_END)
+        await self._disconnect()
+        try:
+            await self._km.restart_kernel(now=True)
+            await self._connect(timeout)
+        except Exception as err:
+            raise KernelStartError(str(err) or type(err).__name__) from err
+
+    async def shutdown(self) -> None:
+        self.router.end_all(UNEXPECTED_END)
+        await self._disconnect()
+        if self._km is not None:
+            await self._km.shutdown_kernel(now=True)
+            self._km = None
+
+    async def _kill_quietly(self) -> None:
+        try:
+            await self._disconnect()
+            if self._km is not None and self._km.has_kernel:
+                await self._km.shutdown_kernel(now=True)
+        except Exception:
+            log.debug("cleanup of a failed kernel start failed", exc_info=True)

@@ -1,0 +1,463 @@
+"""`run_code` and code contexts through the unmodified `e2b-code-interpreter` SDK (2.11.5) in debug mode.
+
+Debug mode means `http://localhost:49999` for the code-interpreter API (the SDK's JUPYTER_PORT; setting
+E2B_SANDBOX_URL would send those requests to envd's port too, so it is left unset), so the module starts a
+daemon of its own with `-code-port 49999` and fails clearly if that port is taken. One daemon and a handful
+of kernels serve the whole module. Spec: code-interpreter.md §1, §2, §4, §6, §10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2b import InvalidArgumentException, NotFoundException, SandboxException, TimeoutException
+from e2b_code_interpreter import AsyncSandbox, Sandbox
+
+from tests.conftest import Daemon, start_daemon, stop_daemon
+
+pytestmark = pytest.mark.sdk
+
+CODE_PORT = 49999  # what the SDK's debug mode dials
+CODE_URL = f"http://localhost:{CODE_PORT}"
+
+# A 1x1 PNG and JPEG, made once here instead of shipping files.
+PNG_1x1 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> Iterator[Daemon]:
+    if not Path("/opt/envd-kernels/share/jupyter/kernels/python3/kernel.json").exists():
+        pytest.fail("the python kernel is not installed: run `make kernels`")
+    if not _port_free(CODE_PORT):
+        pytest.fail(f"port {CODE_PORT} is in use (another envd or code interpreter?); the SDK's debug mode "
+                    f"needs it, stop whatever listens there")
+    tmp = tmp_path_factory.mktemp("envd-code")
+    d = start_daemon(tmp, "-default-user", sandbox_user, "-code-port", str(CODE_PORT))
+    deadline = time.monotonic() + 60
+    while True:  # §4.4: healthy once the default python context exists
+        try:
+            if httpx.get(f"{CODE_URL}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop_daemon(d)
+            pytest.fail(f"code port never became healthy: {(tmp / 'envd.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    yield d
+    stop_daemon(d)
+    assert d.process.returncode == 0, "envd did not shut down cleanly"
+
+
+@pytest.fixture(scope="module")
+def sbx(code_daemon: Daemon) -> Iterator[Sandbox]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("E2B_DEBUG", "true")
+        for var in ("E2B_SANDBOX_URL", "E2B_API_KEY", "E2B_API_URL", "E2B_ACCESS_TOKEN", "E2B_DOMAIN"):
+            mp.delenv(var, raising=False)
+        yield Sandbox.create()
+
+
+@pytest.fixture(scope="module")
+def ctx(sbx: Sandbox):
+    """A python context of the module's own, next to the default one."""
+    return sbx.create_code_context()
+
+
+# -- basics ---------------------------------------------------------------------------------------------
+
+
+def test_state_persists_in_the_default_context(sbx: Sandbox) -> None:
+    assert sbx.run_code("x =1; x").text == "1"
+    sbx.run_code("shared_value = 1")
+    assert sbx.run_code("shared_value += 1; shared_value").text == "2"
+
+
+def test_default_cwd_is_home_user(sbx: Sandbox) -> None:
+    execution = sbx.run_code("!pwd")
+    assert "".join(execution.logs.stdout).strip() == "/home/user"  # IPython runs `!` in a pty: \r\n
+    assert sbx.run_code("import os; os.getcwd()").text == "/home/user"
+
+
+def test_string_result_loses_its_quotes(sbx: Sandbox) -> None:
+    assert sbx.run_code("'bar'").text == "bar"
+    assert sbx.run_code('"it\'s"').text == "it's"
+
+
+def test_callbacks_arrive_in_stream_order(sbx: Sandbox) -> None:
+    seen: list[tuple[str, str]] = []
+    code = (
+        "import sys\n"
+        "print('one', flush=True)\n"
+        "print('two', file=sys.stderr, flush=True)\n"
+        "display('shown')\n"
+        "print('three', flush=True)\n"
+        "'last'"
+    )
+    execution = sbx.run_code(
+        code,
+        on_stdout=lambda m: seen.append(("stdout", m.line)),
+        on_stderr=lambda m: seen.append(("stderr", m.line)),
+        on_result=lambda r: seen.append(("result", r.text)),
+        on_error=lambda e: seen.append(("error", e.name)),
+    )
+    assert seen == [("stdout", "one\n"), ("stderr", "two\n"), ("result", "shown"), ("stdout", "three\n"),
+                    ("result", "last")]
+    assert execution.text == "last"
+    assert execution.logs.stdout == ["one\n", "three\n"]
+    assert execution.logs.stderr == ["two\n"]
+    assert [r.is_main_result for r in execution.results] == [False, True]
+
+
+def test_stdout_message_carries_the_kernel_timestamp(sbx: Sandbox) -> None:
+    lines = []
+    sbx.run_code("print(1)", on_stdout=lines.append)
+    assert [m.line for m in lines] == ["1\n"]
+    assert lines[0].error is False and lines[0].timestamp.endswith("+00:00")
+
+
+def test_error_has_name_value_and_colourless_traceback(sbx: Sandbox) -> None:
+    errors = []
+    execution = sbx.run_code("undefined_name_xyz", on_error=errors.append)
+    assert execution.error is not None
+    assert (execution.error.name, execution.error.value) == ("NameError", "name 'undefined_name_xyz' is not defined")
+    assert "undefined_name_xyz" in execution.error.traceback and "\x1b" not in execution.error.traceback
+    assert len(errors) == 1  # IOPub and execute_reply report it once between them (§1.4)
+
+
+def test_execution_count_counts_user_cells_only(sbx: Sandbox) -> None:
+    fresh = sbx.create_code_context()
+    try:
+        first = sbx.run_code("1 +", context=fresh)
+        assert first.error is not None and first.error.name == "SyntaxError"
+        assert first.execution_count == 1
+        # per-execution env vars are set/restored by silent cells, which must not count (§10.4)
+        second = sbx.run_code("2", context=fresh, envs={"A_VAR": "1"})
+        assert second.execution_count == 2
+        assert sbx.run_code("3", context=fresh).execution_count == 3
+    finally:
+        sbx.remove_code_context(fresh)
+
+
+# -- results --------------------------------------------------------------------------------------------
+
+
+def test_each_result_format(sbx: Sandbox) -> None:
+    pdf = base64.b64encode(b"%PDF-1.4 fake").decode()
+    code = f"""
+from IPython.display import display, HTML, Markdown, SVG, Image, Latex, JSON, Javascript
+display(HTML('<b>bold</b>'))
+display(Markdown('# Title'))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'))
+display(Image(data=__import__('base64').b64decode('{PNG_1x1}'), format='png'))
+display({{'image/jpeg': '/9j/AAAA', 'text/plain': 'jpeg'}}, raw=True)
+display({{'application/pdf': '{pdf}', 'text/plain': 'pdf'}}, raw=True)
+display(Latex(r'$\\alpha$'))
+display(JSON({{'k': [1, 2]}}))
+display(Javascript('console.log(1)'))
+display({{'application/vnd.custom+json': {{'a': 1}}, 'text/plain': 'custom'}}, raw=True)
+"""
+    execution = sbx.run_code(code)
+    assert execution.error is None, execution.error
+    by_format = {fmt: r for r in execution.results for fmt in r.formats() if fmt != "text"}
+    assert by_format["html"].html == "<b>bold</b>"
+    assert by_format["markdown"].markdown == "# Title"
+    assert "<svg" in by_format["svg"].svg
+    assert by_format["png"].png == PNG_1x1
+    assert by_format["jpeg"].jpeg == "/9j/AAAA"
+    assert by_format["pdf"].pdf == pdf
+    assert by_format["latex"].latex == "$\\alpha$"
+    assert by_format["json"].json == {"k": [1, 2]}
+    assert by_format["javascript"].javascript == "console.log(1)"
+    assert by_format["application/vnd.custom+json"].extra == {"application/vnd.custom+json": {"a": 1}}
+    assert all(not r.is_main_result for r in execution.results)
+
+
+def test_latex_only_display_has_only_that_format(sbx: Sandbox) -> None:
+    execution = sbx.run_code("display({'text/latex': r'\\frac{1}{2}'}, raw=True)")
+    assert execution.results[0].formats() == ["latex"]
+
+
+def test_dict_and_list_results_carry_json(sbx: Sandbox) -> None:
+    assert sbx.run_code("{'a': 1, 2: [1.5, None]}").results[0].json == {"a": 1, "2": [1.5, None]}
+    assert sbx.run_code("[1, 'two']").results[0].json == [1, "two"]
+
+
+@pytest.mark.slow
+def test_matplotlib_figure_is_a_png_result(sbx: Sandbox) -> None:
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n'after'"
+    execution = sbx.run_code(code)
+    assert execution.error is None, execution.error
+    assert len(execution.results) == 2
+    figure = execution.results[0]
+    assert figure.png and figure.text.startswith("<Figure size") and figure.extra == {}
+    assert base64.b64decode(figure.png)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert execution.results[1].text == "after"
+
+
+@pytest.mark.slow
+def test_dataframe_result_has_data(sbx: Sandbox) -> None:
+    execution = sbx.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})")
+    result = execution.results[0]
+    assert result.is_main_result and result.html and "<table" in result.html
+    assert result.data["a"] == [1, 2, 3] and result.data["b"] == ["x", "y", "z"]
+
+
+@pytest.mark.slow
+def test_pillow_show_save_and_value_are_png_results(sbx: Sandbox, tmp_path: Path) -> None:
+    setup = "from PIL import Image\nimage = Image.new('RGB', (4, 4), 'red')\n"
+    shown = sbx.run_code(setup + "image.show()\nprint('done')")
+    assert shown.results and shown.results[0].png and shown.logs.stdout == ["done\n"]
+    assert sbx.run_code("image").results[0].png
+    target = tmp_path / "test.png"
+    saved = sbx.run_code(f"image.save({str(target)!r})")
+    assert saved.results and saved.results[0].png and target.exists()
+
+
+# -- contexts -------------------------------------------------------------------------------------------
+
+
+def test_created_context_is_listed_last_with_its_cwd(sbx: Sandbox, tmp_path: Path) -> None:
+    created = sbx.create_code_context(language="python", cwd=str(tmp_path))
+    try:
+        listed = sbx.list_code_contexts()
+        assert (listed[-1].id, listed[-1].language, listed[-1].cwd) == (created.id, "python", str(tmp_path))
+        assert listed[0].language == "python" and listed[0].cwd == "/home/user"  # the default comes first
+        assert sbx.run_code("import os; os.getcwd()", context=created).text == str(tmp_path)
+        # a new context does not see the default context's variables
+        sbx.run_code("only_in_default = 1")
+        assert sbx.run_code("only_in_default", context=created).error.name == "NameError"
+    finally:
+        sbx.remove_code_context(created)
+    assert created.id not in [c.id for c in sbx.list_code_contexts()]
+
+
+def test_restart_wipes_state_keeps_id_position_and_cwd(sbx: Sandbox, ctx, tmp_path: Path) -> None:
+    sbx.run_code("kept = 1", context=ctx)
+    before = [c.id for c in sbx.list_code_contexts()]
+    sbx.restart_code_context(ctx)
+    assert [c.id for c in sbx.list_code_contexts()] == before
+    execution = sbx.run_code("kept", context=ctx)
+    assert (execution.error.name, execution.error.value) == ("NameError", "name 'kept' is not defined")
+    assert execution.execution_count == 1  # the counter starts again
+
+
+def test_unknown_context_is_not_found(sbx: Sandbox) -> None:
+    with pytest.raises(NotFoundException, match="Context nope not found"):
+        sbx.remove_code_context("nope")
+    with pytest.raises(NotFoundException, match="Context nope not found"):
+        sbx.restart_code_context("nope")
+    from e2b_code_interpreter.models import Context
+
+    with pytest.raises(NotFoundException, match="Context nope not found"):
+        sbx.run_code("1", context=Context(context_id="nope", language="python", cwd="/"))
+
+
+def test_context_and_language_together_are_refused(sbx: Sandbox, ctx) -> None:
+    with pytest.raises(InvalidArgumentException):
+        sbx.run_code("1", context=ctx, language="python")
+    r = httpx.post(f"{CODE_URL}/execute", json={"code": "1", "context_id": ctx.id, "language": "python"})
+    assert (r.status_code, r.text) == (400, "Only one of context_id or language can be provided")
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_unknown_language_fails_with_500(sbx: Sandbox) -> None:
+    with pytest.raises(SandboxException, match="Failed to create context"):
+        sbx.run_code("1", language="cobol")
+    with pytest.raises(SandboxException, match="Failed to create context"):
+        sbx.create_code_context(language="cobol")
+
+
+def test_python_language_uses_the_default_context(sbx: Sandbox) -> None:
+    sbx.run_code("via_default = 7")
+    assert sbx.run_code("via_default", language="python").text == "7"
+
+
+# -- environment variables ------------------------------------------------------------------------------
+
+
+def test_per_execution_env_var_is_restored(sbx: Sandbox, ctx) -> None:
+    code = "import os, subprocess; (os.getenv('FOO', 'default'), subprocess.run(['sh', '-c', 'echo $FOO'], capture_output=True, text=True).stdout)"
+    assert sbx.run_code(code, context=ctx, envs={"FOO": "b'a\"r"}).text == "('b\\'a\"r', 'b\\'a\"r\\n')"
+    assert sbx.run_code("import os; os.getenv('FOO', 'default')", context=ctx).text == "default"
+
+
+def test_sandbox_env_vars_from_init_and_overrides(sbx: Sandbox, code_daemon: Daemon) -> None:
+    r = httpx.post(f"{code_daemon.url}/init", json={"envVars": {"SBX_LEVEL": "sandbox"}})
+    assert r.status_code == 204
+    read = "import os; os.getenv('SBX_LEVEL', 'unset')"
+    assert sbx.run_code(read).text == "sandbox"
+    assert sbx.run_code(read, envs={"SBX_LEVEL": "exec"}).text == "exec"
+    assert sbx.run_code(read).text == "sandbox"
+    fresh = sbx.create_code_context()
+    try:
+        assert sbx.run_code(read, context=fresh).text == "sandbox"
+    finally:
+        sbx.remove_code_context(fresh)
+
+
+# -- failures -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_timeout_interrupts_and_the_context_stays_usable(sbx: Sandbox, ctx) -> None:
+    sbx.run_code("survivor = 41", context=ctx)
+    started = time.monotonic()
+    with pytest.raises(TimeoutException):
+        sbx.run_code("import time; time.sleep(300)", context=ctx, timeout=3)
+    assert time.monotonic() - started < 10
+    execution = sbx.run_code("survivor + 1", context=ctx, timeout=15)
+    assert execution.text == "42"  # interrupted, not restarted: state kept
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.slow
+def test_kernel_that_dies_gives_an_error_and_the_context_recovers(sbx: Sandbox) -> None:
+    doomed = sbx.create_code_context()
+    try:
+        execution = sbx.run_code("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", context=doomed, timeout=30)
+        assert execution.error is not None
+        assert (execution.error.name, execution.error.value) == ("ContextRestarting", "Context was restarted")
+        assert sbx.run_code("1 + 1", context=doomed, timeout=30).text == "2"
+        sbx.restart_code_context(doomed)
+        assert sbx.run_code("2 + 2", context=doomed, timeout=30).text == "4"
+    finally:
+        sbx.remove_code_context(doomed)
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_executions_across_contexts(sbx: Sandbox, ctx) -> None:
+    other = sbx.create_code_context()
+    contexts = [None, ctx, other]
+    results: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        context = contexts[i % 3]
+        code = f"import time; time.sleep(0.05); print({i}); {i} * 2"
+        try:
+            results[i] = sbx.run_code(code, context=context, timeout=60)
+        except Exception as err:  # collected and asserted below
+            results[i] = err
+
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        for i in range(20):
+            execution = results[i]
+            assert not isinstance(execution, Exception), execution
+            assert execution.text == str(i * 2) and execution.logs.stdout == [f"{i}\n"]
+    finally:
+        sbx.remove_code_context(other)
+
+
+# -- async SDK ------------------------------------------------------------------------------------------
+
+
+def test_async_sdk_with_async_callbacks(code_daemon: Daemon) -> None:
+    async def main() -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("E2B_DEBUG", "true")
+            mp.delenv("E2B_SANDBOX_URL", raising=False)
+            sandbox = await AsyncSandbox.create()
+        lines: list[str] = []
+
+        async def on_stdout(message) -> None:
+            await asyncio.sleep(0)
+            lines.append(message.line)
+
+        context = await sandbox.create_code_context()
+        try:
+            execution = await sandbox.run_code("print('async'); 5", context=context, on_stdout=on_stdout)
+            assert execution.text == "5" and lines == ["async\n"]
+        finally:
+            await sandbox.remove_code_context(context)
+
+    asyncio.run(main())
+
+
+# -- the wire, below the SDK (§1) ----------------------------------------------------------------------
+
+
+def test_wire_health_routes_and_cors(code_daemon: Daemon) -> None:
+    health = httpx.get(f"{CODE_URL}/health")
+    assert (health.status_code, health.content, health.headers["content-type"]) == (200, b'"OK"', "application/json")
+    missing = httpx.get(f"{CODE_URL}/nope")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+    wrong = httpx.put(f"{CODE_URL}/execute")
+    assert (wrong.status_code, wrong.json()) == (405, {"detail": "Method Not Allowed"})
+    preflight = httpx.options(f"{CODE_URL}/execute", headers={
+        "Origin": "http://x.test", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-methods"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+    assert preflight.headers["access-control-max-age"] == "600"
+    simple = httpx.get(f"{CODE_URL}/contexts", headers={"Origin": "http://x.test"})
+    assert simple.headers["access-control-allow-origin"] == "*"
+
+
+def test_wire_validation_is_fastapi_shaped(code_daemon: Daemon) -> None:
+    r = httpx.post(f"{CODE_URL}/execute", json={"code": "1", "env_vars": {"N": 1}})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"type": "string_type", "loc": ["body", "env_vars", "N"],
+                                   "msg": "Input should be a valid string", "input": 1}]
+    r = httpx.post(f"{CODE_URL}/execute", json={"language": "python"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "code"]
+    r = httpx.post(f"{CODE_URL}/execute", content=b"{not json")
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+    r = httpx.post(f"{CODE_URL}/contexts", json={"cwd": 5})
+    assert r.status_code == 422
+
+
+def test_wire_stream_is_ascii_ndjson_ending_once(code_daemon: Daemon) -> None:
+    # JS-style body: unused keys omitted; bodiless DELETE/restart with a JSON content type work (§10.8).
+    with httpx.stream("POST", f"{CODE_URL}/execute", json={"code": "print('\u2028é')\n'ok'"}) as r:
+        assert r.status_code == 200 and "content-type" not in r.headers
+        raw = r.read()
+    assert raw.isascii()
+    lines = raw.split(b"\n")
+    assert lines[-1] == b"" and all(lines[:-1])
+    events = [json.loads(line) for line in lines[:-1]]
+    assert events[0]["type"] == "number_of_executions"
+    assert events[1] == {"type": "stdout", "text": "\u2028é\n", "timestamp": events[1]["timestamp"]}
+    assert events[-1] == {"type": "end_of_execution"}
+    assert [e["type"] for e in events].count("end_of_execution") == 1
+    created = httpx.post(f"{CODE_URL}/contexts", json={}).json()
+    headers = {"Content-Type": "application/json"}
+    restart = httpx.post(f"{CODE_URL}/contexts/{created['id']}/restart", headers=headers)
+    assert (restart.status_code, restart.content) == (200, b"null")
+    removed = httpx.delete(f"{CODE_URL}/contexts/{created['id']}", headers=headers)
+    assert (removed.status_code, removed.content) == (200, b"null")
+    gone = httpx.delete(f"{CODE_URL}/contexts/{created['id']}")
+    assert (gone.status_code, gone.text) == (404, f"Context {created['id']} not found")
+
+
+@pytest.mark.slow
+def test_wire_keepalive_after_five_silent_seconds(code_daemon: Daemon) -> None:
+    with httpx.stream("POST", f"{CODE_URL}/execute", json={"code": "import time; time.sleep(5.6); 'woke'"}, timeout=30) as r:
+        events = [json.loads(line) for line in r.iter_lines()]
+    types = [e["type"] for e in events]
+    assert types == ["number_of_executions", "keepalive", "result", "end_of_execution"]
