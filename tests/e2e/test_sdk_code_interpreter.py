@@ -369,7 +369,8 @@ def test_twenty_concurrent_executions_across_contexts(sbx: Sandbox, ctx) -> None
         for i in range(20):
             execution = results[i]
             assert not isinstance(execution, Exception), execution
-            assert execution.text == str(i * 2) and execution.logs.stdout == [f"{i}\n"]
+            # the kernel may flush `print` in pieces ('18', '\n'), so compare the joined text
+            assert execution.text == str(i * 2) and "".join(execution.logs.stdout) == f"{i}\n"
     finally:
         sbx.remove_code_context(other)
 
@@ -461,3 +462,65 @@ def test_wire_keepalive_after_five_silent_seconds(code_daemon: Daemon) -> None:
         events = [json.loads(line) for line in r.iter_lines()]
     types = [e["type"] for e in events]
     assert types == ["number_of_executions", "keepalive", "result", "end_of_execution"]
+
+
+# -- charts (§3; extraction by the e2b-charts package inside the kernel) -----------------------------------
+
+
+@pytest.mark.slow
+def test_charts_of_each_kind(sbx: Sandbox) -> None:
+    from e2b_code_interpreter.charts import (
+        BarChart, BoxAndWhiskerChart, ChartType, LineChart, PieChart, ScatterChart, SuperChart)
+
+    def chart_of(code: str):
+        execution = sbx.run_code("import matplotlib.pyplot as plt\nimport numpy as np\n" + code)
+        assert execution.error is None, execution.error
+        assert execution.results and execution.results[0].png
+        return execution, execution.results[0].chart
+
+    _, bar = chart_of(
+        "fig, ax = plt.subplots()\nax.bar(['A', 'B', 'C', 'D'], [100, 200, 300, 400], label='Sales')\n"
+        "ax.set_title('Bars'); ax.set_xlabel('Product'); ax.set_ylabel('Sales (USD)'); ax.legend()\nplt.show()")
+    assert isinstance(bar, BarChart) and bar.title == "Bars" and (bar.x_label, bar.y_unit) == ("Product", "USD")
+    assert [(e.label, e.value, e.group) for e in bar.elements] == [
+        ("A", 100, "Sales"), ("B", 200, "Sales"), ("C", 300, "Sales"), ("D", 400, "Sales")]
+
+    execution, line = chart_of(
+        "x = np.linspace(0, 10, 100)\nplt.plot(x, np.sin(x), label='sin')\nplt.plot(x, np.cos(x))\n"
+        "plt.title('Waves'); plt.xlabel('Time (s)'); plt.ylabel('Amplitude (Hz)')\nplt.show()")
+    assert isinstance(line, LineChart) and (line.x_unit, line.y_unit) == ("s", "Hz")
+    assert [e.label for e in line.elements] == ["sin", "Line 1"] and len(line.elements[0].points) == 100
+    assert line.x_scale == "linear" and all(isinstance(t, float) for t in line.x_ticks)
+    assert '"type": "line"' in execution.to_json()
+
+    _, pie = chart_of("plt.pie([90, 10], labels=['big', 'small'])\nplt.title('Pie')\nplt.show()")
+    assert isinstance(pie, PieChart) and [(e.label, e.angle) for e in pie.elements] == [("big", 324), ("small", 36)]
+
+    _, scatter = chart_of(
+        "plt.scatter([1, 2, 3, 4, 5], [1, 4, 9, 16, 25], label='A')\nplt.scatter(range(10), range(10), label='B')\n"
+        "plt.xlabel('x'); plt.ylabel('y')\nplt.show()")
+    assert isinstance(scatter, ScatterChart) and scatter.title is None
+    assert [len(e.points) for e in scatter.elements] == [5, 10]
+
+    _, box = chart_of(
+        "plt.boxplot([[1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 30]], tick_labels=['a', 'b'], patch_artist=True)\nplt.show()")
+    assert isinstance(box, BoxAndWhiskerChart) and [e.label for e in box.elements] == ["a", "b"]
+    assert box.elements[1].outliers == [30]
+
+    _, log = chart_of("plt.plot(range(1, 101), [10 ** (i / 20) for i in range(100)])\n"
+                      "plt.yscale('log'); plt.ylabel('Y-axis (log scale)')\nplt.show()")
+    assert log.y_scale == "log" and log.y_unit == "log scale"
+
+    _, superchart = chart_of(
+        "fig, (a, b) = plt.subplots(2)\nfig.suptitle('Both')\na.plot([1, 2], [3, 4])\nb.scatter([1], [2])\nplt.show()")
+    assert isinstance(superchart, SuperChart) and superchart.title == "Both"
+    assert [c.type for c in superchart.elements] == [ChartType.LINE, ChartType.SCATTER]
+
+    _, unknown = chart_of(
+        "fig, ax = plt.subplots()\nax.add_patch(plt.Circle((0.5, 0.5), 0.2))\nax.add_patch(plt.Circle((0.2, 0.2), 0.1))\n"
+        "ax.set_title('Circles')\nplt.show()")
+    assert (unknown.type, unknown.title, unknown.elements) == (ChartType.UNKNOWN, "Circles", [])
+
+    blank = sbx.run_code("plt.figure()\nplt.show()")
+    assert all(r.chart is None for r in blank.results)
+

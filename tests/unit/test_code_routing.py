@@ -196,3 +196,14 @@ async def test_missing_kernel_spec_is_a_clear_start_error(tmp_path: Path) -> Non
     k = Kernel("cobol", kernel_dirs(PREFIX), str(tmp_path), {})
     with pytest.raises(KernelStartError, match="No such kernel named cobol"):
         await k.start()
+
+
+
+async def test_an_abandoned_execution_keeps_no_events() -> None:
+    router = Router()
+    ex = router.register("a")
+    ex.discard = True  # the client went away; only the end still matters
+    router.on_iopub(msg("stream", "a", {"name": "stdout", "text": "dropped\n"}))
+    router.on_shell(msg("execute_reply", "a", {"status": "ok"}))
+    router.on_iopub(msg("status", "a", {"execution_state": "idle"}))
+    assert ex.done and drain(ex) == [END]

@@ -226,6 +226,7 @@ class CodeService:
         """Runs holding the context's lock, then releases it."""
         try:
             if abandoned is not None and not abandoned.done:
+                abandoned.discard = True
                 await context.kernel.interrupt()  # §1.4: client gone = interrupt
                 try:
                     await asyncio.wait_for(abandoned.ended.wait(), INTERRUPT_GRACE_SECONDS)

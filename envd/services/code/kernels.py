@@ -69,6 +69,8 @@ class Kernel:
         self._kc.start_channels()
         await self._kc.wait_for_ready(timeout=timeout)
         self._readers = [
+            # IOPub is read as fast as it comes: pausing it lets the kernel's PUB socket drop messages at its
+            # high-water mark (lost output, or a lost `idle` that would never end the execution).
             asyncio.create_task(self._read(self._kc.get_iopub_msg, self.router.on_iopub)),
             asyncio.create_task(self._read(self._kc.get_shell_msg, self.router.on_shell)),
         ]

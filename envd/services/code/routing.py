@@ -59,9 +59,11 @@ class Execution:
         self.replied = False
         self.done = False
         self.ended = asyncio.Event()
+        # Nobody reads the events any more (client gone): drop them, only the end matters.
+        self.discard = False
 
     def emit(self, event: dict[str, Any]) -> None:
-        if not self.done:
+        if not self.done and not self.discard:
             self.events.put_nowait(event)
 
     def finish(self) -> None:

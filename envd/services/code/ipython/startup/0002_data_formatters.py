@@ -1,4 +1,4 @@
-# envd: e2b/data and application/json formatters (code-interpreter.md §2.5, §5.7).
+# envd: e2b/data, e2b/chart and application/json formatters (code-interpreter.md §2.5, §3, §5.7).
 def _e2b_install_formatters():
     import sys
 
@@ -38,6 +38,22 @@ def _e2b_install_formatters():
                     return None
             return super().__call__(obj)
 
+    class E2BChartFormatter(BaseFormatter):
+        format_type = Unicode("e2b/chart")
+        print_method = ObjectName("_repr_e2b_chart_")
+
+        def __call__(self, obj):
+            # Registered after image/png, so the figure is rendered (ticks final) before extraction (§3.1).
+            figure = sys.modules.get("matplotlib.figure")
+            if figure is not None and isinstance(obj, figure.Figure):
+                try:
+                    from e2b_charts import chart_figure_to_dict
+
+                    return chart_figure_to_dict(obj)
+                except Exception:
+                    return {}
+            return super().__call__(obj)
+
     class E2BJSONFormatter(JSONFormatter):
         def __call__(self, obj):
             if isinstance(obj, (list, dict)):
@@ -59,6 +75,7 @@ def _e2b_install_formatters():
         return
     formatter = ip.display_formatter
     formatter.formatters["e2b/data"] = E2BDataFormatter(parent=formatter)
+    formatter.formatters["e2b/chart"] = E2BChartFormatter(parent=formatter)
     formatter.formatters["application/json"] = E2BJSONFormatter(parent=formatter)
 
 
