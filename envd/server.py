@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,26 @@ def build_app(config: Config, state: SandboxState) -> EnvdApp:
         return module.build_extension(config, state)
 
     return EnvdApp(state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension)
+
+
+def port_unavailable(host: str, port: int) -> str | None:
+    """Why `port` cannot be bound (None if it can), checked before hypercorn binds all ports at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
+def without_busy_code_port(config: Config) -> Config:
+    """envd's own port matters more: serve it without the code interpreter rather than not at all."""
+    if config.code_port and (problem := port_unavailable(config.host, config.code_port)):
+        log.error("code port %d unavailable (%s): code interpreter disabled", config.code_port, problem)
+        return dataclasses.replace(config, code_port=0)
+    return config
 
 
 def with_code_port(config: Config, state: SandboxState, app: EnvdApp) -> Callable:
@@ -114,6 +136,7 @@ async def serve(config: Config) -> None:
 
     hypercorn_eof_fix.apply()
     protect_daemon()  # §1.1: oom_score_adj -1000
+    config = without_busy_code_port(config)
     state = initial_state(config)
     write_run_files(config, state)
     app = with_code_port(config, state, build_app(config, state))
