@@ -524,3 +524,45 @@ def test_charts_of_each_kind(sbx: Sandbox) -> None:
     blank = sbx.run_code("plt.figure()\nplt.show()")
     assert all(r.chart is None for r in blank.results)
 
+
+
+# -- contexts changing under a running execution (§4.9), and the default context removed (Q3) -------------
+
+
+def test_removing_a_context_ends_its_running_execution(sbx: Sandbox) -> None:
+    doomed = sbx.create_code_context()
+    events: list[dict] = []
+
+    def stream() -> None:
+        body = {"code": "print('started', flush=True)\nimport time; time.sleep(60)", "context_id": doomed.id}
+        with httpx.stream("POST", f"{CODE_URL}/execute", json=body, timeout=30) as r:
+            for line in r.iter_lines():
+                events.append(json.loads(line))
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not any(e["type"] == "stdout" for e in events) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sbx.remove_code_context(doomed)
+    reader.join(10)
+    assert not reader.is_alive()
+    assert events[-2:] == [
+        {"type": "error", "name": "UnexpectedEndOfExecution",
+         "value": "Connection to the execution was closed before the execution was finished", "traceback": ""},
+        {"type": "end_of_execution"},
+    ]
+
+
+def test_removed_default_context_is_recreated_on_next_use(sbx: Sandbox) -> None:
+    default = sbx.list_code_contexts()[0]
+    sbx.run_code("before_removal = 1")
+    sbx.remove_code_context(default)
+    assert default.id not in [c.id for c in sbx.list_code_contexts()]
+    execution = sbx.run_code("before_removal")  # no context, no language: the default python context
+    assert execution.error is not None and execution.error.name == "NameError"
+    recreated = sbx.list_code_contexts()[-1]
+    assert (recreated.language, recreated.cwd) == ("python", "/home/user") and recreated.id != default.id
+    assert sbx.run_code("'same'", language="python").text == "same"
+    assert len([c for c in sbx.list_code_contexts() if c.id == recreated.id]) == 1
+    assert httpx.get(f"{CODE_URL}/health").status_code == 200
