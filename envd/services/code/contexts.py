@@ -181,9 +181,9 @@ class CodeService:
                 yield dict(KEEPALIVE)
             acquire.result()
             holding = True
-            if not await context.kernel.is_alive():
-                await self._revive(context)
             try:
+                if not await context.kernel.is_alive():
+                    await self._revive(context)
                 await self._set_env(context, env_vars)
                 execution = context.kernel.execute(code)
             except Exception as err:
@@ -203,7 +203,10 @@ class CodeService:
                         # §4.9: no manager reports `restarting` for us, so a dead kernel is found here and
                         # restarted the way Jupyter's restarter would.
                         context.kernel.router.end_all(RESTARTING)
-                        await self._revive(context)
+                        try:
+                            await self._revive(context)
+                        except Exception as err:  # the stream still ends properly; the next run retries
+                            log.error("context %s: restart after kernel death failed: %s", context.id, err)
                     elif silence >= KEEPALIVE_SECONDS:
                         silence = 0.0
                         yield dict(KEEPALIVE)
