@@ -169,9 +169,11 @@ async def test_real_kernel_error_once_without_colour_and_queued_cell_aborted(ker
 
 async def test_real_kernel_interrupt_keeps_state(kernel: Kernel) -> None:
     await events_of(kernel.execute("kept = 7"))
-    sleeping = kernel.execute("import time; time.sleep(60)")
+    sleeping = kernel.execute("import time\nprint('asleep', flush=True)\ntime.sleep(60)")
     first = await asyncio.wait_for(sleeping.events.get(), 10)
     assert first["type"] == "number_of_executions"
+    # interrupt once the cell really runs (a SIGINT before that is lost; the service retries, see contexts)
+    assert (await asyncio.wait_for(sleeping.events.get(), 10))["text"] == "asleep\n"
     await kernel.interrupt()
     events = await events_of(sleeping, timeout=10)
     assert events[-1]["type"] == "error" and events[-1]["name"] == "KeyboardInterrupt"

@@ -230,10 +230,7 @@ class CodeService:
         try:
             if abandoned is not None and not abandoned.done:
                 abandoned.discard = True
-                await context.kernel.interrupt()  # §1.4: client gone = interrupt
-                try:
-                    await asyncio.wait_for(abandoned.ended.wait(), INTERRUPT_GRACE_SECONDS)
-                except TimeoutError:
+                if not await self._interrupt(context, abandoned):
                     # e.g. a cell blocked in a top-level await ignores SIGINT (kernels.md)
                     log.warning("context %s did not stop on interrupt; restarting it", context.id)
                     await self._revive(context)
@@ -245,6 +242,19 @@ class CodeService:
             if abandoned is not None:
                 context.kernel.router.forget(abandoned.msg_id)
             context.lock.release()
+
+    async def _interrupt(self, context: Context, execution: Execution) -> bool:
+        """§1.4: client gone = interrupt. Repeated each second within the grace period: a SIGINT that lands
+        between the kernel announcing the cell and running it is lost."""
+        deadline = asyncio.get_running_loop().time() + INTERRUPT_GRACE_SECONDS
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await context.kernel.interrupt()
+            try:
+                await asyncio.wait_for(execution.ended.wait(), min(1.0, left))
+                return True
+            except TimeoutError:
+                continue
+        return execution.done
 
     async def _revive(self, context: Context) -> None:
         context.injected = {}
