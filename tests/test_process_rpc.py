@@ -22,6 +22,7 @@ from envd.spec.process import process_pb2 as pb
 from envd.spec.process import process_pb2_grpc as pb_grpc
 from tests.connect_wire import basic_auth as basic
 from tests.connect_wire import envelope, read_envelopes
+from tests.pids import alive, wait_gone
 
 CONNECT_JSON = {"content-type": "application/json", "connect-protocol-version": "1"}
 CONNECT_STREAM = {"content-type": "application/connect+json", "connect-protocol-version": "1"}
@@ -86,24 +87,6 @@ def run(daemon, body: dict, headers: dict | None = None, method: str = "Start") 
 
 def sh(script: str, **extra) -> dict:
     return {"process": {"cmd": "/bin/sh", "args": ["-c", script]}, "stdin": False, **extra}
-
-
-def alive(pid: int) -> bool:
-    """`kill -0` as the SDK tests do it: false once the process is gone (reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_gone(pid: int, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def kill(daemon, pid: int) -> httpx.Response:

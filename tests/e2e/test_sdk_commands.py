@@ -30,6 +30,8 @@ from e2b import (
     TimeoutException,
 )
 
+from tests.pids import alive, wait_gone
+
 pytestmark = pytest.mark.sdk
 
 
@@ -46,24 +48,6 @@ def scratch(sandbox_user) -> Iterator[Path]:
     os.chown(d, pw.pw_uid, pw.pw_gid)
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    """`kill -0 pid`: true for a running process and for an unreaped zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def proc_state(pid: int) -> str:
