@@ -103,7 +103,7 @@ async def test_watchers_of_one_interval_share_one_sampler():
     results = await asyncio.wait_for(asyncio.gather(*(take(samplers.watch(100), 5) for _ in range(10))), 30)
     assert all(len(r) == 5 for r in results)
     # Ten watchers of five samples each: about five samplings, not fifty.
-    assert 5 <= sample.calls <= 8
+    assert 5 <= sample.calls <= 10
     assert samplers.active_intervals == []  # the sampler stopped with its last watcher
 
 
