@@ -87,3 +87,12 @@ async def test_token_hash_is_fetched_fresh_and_absent_when_empty_or_down(tmp_pat
         assert stand_in.served == served  # local mode never asks
     down = MMDS(SandboxState(), str(tmp_path), MMDSClient(f"http://127.0.0.1:{free_port()}", timeout=2), enabled=True)
     assert await down.token_hash() is None
+
+
+def test_mmds_address_flag():
+    from envd.__main__ import config_from_args, parse_args
+
+    assert config_from_args(parse_args([])).mmds_address == "http://169.254.169.254"
+    assert config_from_args(parse_args(["-mmds-address=http://127.0.0.1:8080"])).mmds_address == "http://127.0.0.1:8080"
+    # The test daemons run in FC mode by overriding the fixture's -isnotfc: the last occurrence wins.
+    assert config_from_args(parse_args(["-isnotfc", "-isnotfc=false"])).is_not_fc is False
