@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -226,7 +227,7 @@ class MMDS:
 def write_file(path: Path, value: str) -> None:
     """Replace `path` atomically (readers never see it half-written), mode 0666 minus umask, no newline."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # pollers may overlap
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         os.write(fd, value.encode())

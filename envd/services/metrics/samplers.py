@@ -27,6 +27,7 @@ class _Failed:
 
 class _Sampler:
     def __init__(self, interval_ms: int, sample: Callable[[CpuBaseline], Sample], on_idle: Callable[[_Sampler], None]) -> None:
+        self.interval_ms = interval_ms
         self.interval = interval_ms / 1000
         self._sample = sample
         self._on_idle = on_idle
@@ -102,9 +103,8 @@ class Samplers:
             sampler.unsubscribe(queue)
 
     def _forget(self, sampler: _Sampler) -> None:
-        key = round(sampler.interval * 1000)
-        if self._samplers.get(key) is sampler:
-            del self._samplers[key]
+        if self._samplers.get(sampler.interval_ms) is sampler:
+            del self._samplers[sampler.interval_ms]
 
     @property
     def active_intervals(self) -> list[int]:
