@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from envd.spec.metrics import metrics_pb2 as pb
 from envd.spec.metrics import metrics_pb2_grpc as pb_grpc
+from tests.connect_wire import envelope, read_envelopes
 
 
 @pytest.fixture
@@ -123,3 +125,21 @@ def test_ten_watchers_cost_no_more_sampling_than_one(daemon, stub):
     assert one >= wanted
     # Unshared sampling would take ten times as many (>= 80); sharing costs only the stagger of joins and leaves.
     assert ten < 3 * one, (one, ten)
+    # The sampler stopped with its last watcher: nothing is sampled while nobody watches.
+    time.sleep(0.5)
+    idle_before = stub.Get(pb.GetRequest(), timeout=10).samples_taken
+    time.sleep(1.0)
+    assert stub.Get(pb.GetRequest(), timeout=10).samples_taken == idle_before + 1
+
+
+def test_watch_over_connect_json_ends_at_its_deadline(daemon):
+    body = envelope(json.dumps({"intervalMs": 100}).encode())
+    headers = {"content-type": "application/connect+json", "connect-timeout-ms": "1500"}
+    with httpx.stream("POST", f"{daemon.url}/metrics.Metrics/Watch", content=body, headers=headers, timeout=10) as r:
+        assert r.status_code == 200
+        messages = list(read_envelopes(r.iter_raw()))
+    flags, trailer = messages[-1]
+    assert flags & 0x02 and trailer["error"]["code"] == "deadline_exceeded"
+    samples = [m["sample"] for _, m in messages[:-1]]
+    assert len(samples) >= 3
+    assert {"cpuCount", "memTotal", "diskTotal", "ts"} <= set(samples[0])
