@@ -171,3 +171,13 @@ def test_a_dead_collector_never_blocks_requests(tmp_path, sandbox_user, collecto
             stop_daemon(daemon)
             if hanging:
                 hanging.close()
+
+
+def test_the_last_lines_are_shipped_at_shutdown(tmp_path, sandbox_user, collector):
+    with MMDSStandIn({"instanceID": "isb-end", "envID": "tpl-end", "address": collector.url}) as mmds:
+        daemon = fc_daemon(tmp_path, mmds.url)
+        wait_for_envs(daemon, "E2B_SANDBOX_ID", "isb-end")
+        stop_daemon(daemon)
+        assert daemon.process.returncode == 0
+        lines = collector.wait_for(lambda line: line["message"] == "envd stopped", timeout=5)
+        assert lines[-1]["instanceID"] == "isb-end"

@@ -170,9 +170,14 @@ class LogExporter(logging.Handler):
                 self.failed += 1
                 self.reporter.report(f"log export to {address} failed, line dropped: {err}")
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 1.0) -> None:
+        """At exit (logging.shutdown): a bounded chance to ship the last lines ("envd stopped"), then stop."""
+        if self._thread is not None and self._target is not None:
+            deadline = time.monotonic() + drain_s
+            while len(self.queue) and time.monotonic() < deadline:
+                time.sleep(0.02)
         self._stopped = True
         self.queue.wake()
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=0.2)  # a POST to a hanging collector is left to its daemon thread
         super().close()
