@@ -96,3 +96,31 @@ def test_mmds_address_flag():
     assert config_from_args(parse_args(["-mmds-address=http://127.0.0.1:8080"])).mmds_address == "http://127.0.0.1:8080"
     # The test daemons run in FC mode by overriding the fixture's -isnotfc: the last occurrence wins.
     assert config_from_args(parse_args(["-isnotfc", "-isnotfc=false"])).is_not_fc is False
+
+
+@pytest.mark.asyncio
+async def test_route_self_heal_repins_the_bypass_once_for_concurrent_callers(tmp_path, monkeypatch):
+    # A stand-in `iptables` on PATH: the real one would rewrite this machine's NAT table.
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "iptables"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nsleep 0.2\n[ "$5" = "-D" ] && exit 1\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    from envd.host.mmds import RouteSelfHeal
+
+    heal = RouteSelfHeal()
+    await asyncio.gather(heal.run(), heal.run())  # the second caller finds one running and skips
+    rule = "-d 169.254.169.254 -p tcp --dport 80 -j RETURN"
+    assert calls.read_text().splitlines() == [
+        f"-w 5 -t nat -D PREROUTING {rule}",
+        f"-w 5 -t nat -I PREROUTING 1 {rule}",
+        f"-w 5 -t nat -D OUTPUT {rule}",
+        f"-w 5 -t nat -I OUTPUT 1 {rule}",
+    ]
+
+
+def test_self_heal_only_for_the_real_metadata_address(tmp_path):
+    real = MMDS(SandboxState(), str(tmp_path), MMDSClient(), enabled=True)
+    standin = MMDS(SandboxState(), str(tmp_path), MMDSClient("http://127.0.0.1:8080"), enabled=True)
+    assert real._self_heal is not None and standin._self_heal is None
