@@ -34,7 +34,7 @@ def _check_name(name: str) -> bytes:
 
 
 def list_branches(path: str, home: str) -> tuple[list[Branch], str]:
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         current = current_branch(repo)
         branches = []
         for name in sorted(repo.refs.keys(base=HEADS)):
@@ -51,7 +51,7 @@ def list_branches(path: str, home: str) -> tuple[list[Branch], str]:
 
 def create_branch(path: str, home: str, name: str, start_point: str | None, checkout: bool) -> None:
     ref = _check_name(name)
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         if ref in repo.refs:
             raise AlreadyExists(f"a branch named '{name}' already exists")
         if start_point is None and repo.refs.follow(b"HEAD")[1] is None:
@@ -66,7 +66,7 @@ def create_branch(path: str, home: str, name: str, start_point: str | None, chec
 
 
 def checkout_branch(path: str, home: str, name: str) -> None:
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         if HEADS + name.encode() not in repo.refs:
             raise NotFound(f"branch '{name}' does not exist")
         _checkout(repo, name)
@@ -85,7 +85,7 @@ def _checkout(repo, name: str) -> None:
 
 def delete_branch(path: str, home: str, name: str, force: bool) -> None:
     ref = HEADS + name.encode()
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         if ref not in repo.refs:
             raise NotFound(f"branch '{name}' not found")
         if current_branch(repo) == name:

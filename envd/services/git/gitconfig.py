@@ -31,7 +31,7 @@ def get_config(scope: str, path: str, home: str, key: str) -> str | None:
 
     section, name = parse_key(key)
     if scope == "local":
-        with open_repository(path, home) as repo:
+        with open_repository(path) as repo:
             config = repo.get_config()
     else:
         try:
@@ -49,7 +49,7 @@ def set_config(scope: str, path: str, home: str, key: str, value: str) -> None:
 
     section, name = parse_key(key)
     if scope == "local":
-        with open_repository(path, home) as repo:
+        with open_repository(path) as repo:
             config = repo.get_config()
             config.set(section, name, value.encode())
             config.write_to_path()

@@ -7,6 +7,7 @@ stage is done; dulwich hands them to us in arbitrary chunks.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,8 @@ def parse_line(line: str) -> Progress:
 class ProgressLines:
     """A write()-able sink (dulwich's errstream / progress callback) cutting chunks into Progress events.
 
-    Only the latest update of a stage matters, so `on_progress` is called once per complete line.
+    Only the latest update of a stage matters: a stage's updates are passed on at most every INTERVAL_S
+    (dulwich reports every object while indexing a pack: thousands of lines), its first and last always.
     `cancelled()` is polled on every write: raising from dulwich's progress hook is how a fetch is abandoned
     when the client went away.
     """
@@ -42,6 +44,18 @@ class ProgressLines:
         self._emit = on_progress
         self._cancelled = cancelled
         self._partial = ""
+        self._stage = None
+        self._last = 0.0
+
+    INTERVAL_S = 0.1
+
+    def _offer(self, line: str) -> None:
+        event = parse_line(line)
+        now = time.monotonic()
+        final = event.total and event.current >= event.total or line.endswith("done.")
+        if event.stage != self._stage or final or now - self._last >= self.INTERVAL_S:
+            self._stage, self._last = event.stage, now
+            self._emit(event)
 
     def write(self, data: bytes) -> int:
         if self._cancelled():
@@ -50,7 +64,7 @@ class ProgressLines:
         *lines, self._partial = re.split(r"[\r\n]", text)
         for line in lines:
             if line.strip():
-                self._emit(parse_line(line.strip()))
+                self._offer(line.strip())
         return len(data)
 
     def __call__(self, data: bytes) -> None:
@@ -58,5 +72,5 @@ class ProgressLines:
 
     def flush(self) -> None:
         if self._partial.strip():
-            self._emit(parse_line(self._partial.strip()))
+            self._offer(self._partial.strip())
         self._partial = ""

@@ -34,7 +34,7 @@ class PullResult:
 
 
 def list_remotes(path: str, home: str) -> list[Remote]:
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         config = repo.get_config()
         remotes = []
         for section in config.sections():
@@ -56,7 +56,7 @@ def add_remote(path: str, home: str, name: str, url: str, overwrite: bool) -> No
     if has_credentials(url):
         raise InvalidArgument("the remote URL embeds credentials, which would be stored in .git/config: "
                               "pass them per call instead")
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         try:
             porcelain.remote_add(repo, name, url)
         except RemoteExists:
@@ -70,7 +70,7 @@ def add_remote(path: str, home: str, name: str, url: str, overwrite: bool) -> No
 def remove_remote(path: str, home: str, name: str) -> None:
     from dulwich import porcelain
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         _check_remote(repo, name)
         porcelain.remote_remove(repo, name)
 
@@ -107,7 +107,7 @@ def fetch(path: str, home: str, remote: str | None, credentials: Credentials | N
           progress: ProgressLines) -> list[RefUpdate]:
     from dulwich import porcelain
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         remote = remote or _default_remote(repo)
         _check_remote(repo, remote)
         before = _tracking(repo, remote)
@@ -122,7 +122,7 @@ def pull(path: str, home: str, remote: str | None, branch: str | None, credentia
     from dulwich import porcelain
     from dulwich.porcelain import DivergedBranches, Error
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         current = current_branch(repo)
         if remote is None or branch is None:
             upstream = upstream_of(repo, current) if current else None
@@ -163,7 +163,7 @@ def push(path: str, home: str, remote: str | None, branch: str | None, credentia
     from dulwich import porcelain
     from dulwich.porcelain import DivergedBranches
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         remote = remote or _default_remote(repo)
         _check_remote(repo, remote)
         branch = branch or current_branch(repo)

@@ -1,71 +1,88 @@
 """Opening, creating and cloning repositories with the request user's configuration.
 
-dulwich reads the "global" config from $HOME of the process (root's); a UserRepo reads the request user's
-~/.gitconfig instead, so identities and settings are theirs (and concurrent users never share os.environ).
+dulwich reads the "global" git config from the process's $HOME (root's), in several places (Repo.get_config_stack,
+clone's defaults). The git threads instead name the request user's home in a thread-local, and dulwich's
+default config lookup is pointed at it: identities and settings are the user's, and concurrent requests of
+different users never share os.environ.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ...errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .credentials import Credentials, split_url, transport_kwargs
 
 SYSTEM_CONFIG = "/etc/gitconfig"
+_config_home = threading.local()
 
 
 def user_config_paths(home: str) -> list[str]:
-    """git-config(1) FILES, most specific first: ~/.gitconfig, $XDG_CONFIG_HOME/git/config, /etc/gitconfig."""
+    """git-config(1) FILES, most specific first: ~/.gitconfig, ~/.config/git/config, /etc/gitconfig."""
     return [os.path.join(home, ".gitconfig"), os.path.join(home, ".config", "git", "config"), SYSTEM_CONFIG]
 
 
-def user_config_stack(home: str, local=None):
-    from dulwich.config import ConfigFile, StackedConfig
+def _user_backends(home: str) -> list:
+    from dulwich.config import ConfigFile
 
-    backends = [local] if local is not None else []
+    backends = []
     for path in user_config_paths(home):
         try:
             backends.append(ConfigFile.from_path(path))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-    return StackedConfig(backends, writable=local)
+    return backends
 
 
-def _repo_class():
-    from dulwich.repo import Repo
+def user_config_stack(home: str):
+    from dulwich.config import StackedConfig
 
-    class UserRepo(Repo):
-        home = "/"
-
-        def get_config_stack(self):
-            return user_config_stack(self.home, self.get_config())
-
-    return UserRepo
+    return StackedConfig(_user_backends(home))
 
 
-_UserRepo = None
+def _install_config_hook() -> None:
+    from dulwich.config import StackedConfig
+
+    if getattr(StackedConfig, "_envd_hooked", False):
+        return
+    original = StackedConfig.default_backends.__func__
+
+    def default_backends(cls) -> list:
+        home = getattr(_config_home, "home", None)
+        return original(cls) if home is None else _user_backends(home)
+
+    StackedConfig.default_backends = classmethod(default_backends)
+    StackedConfig._envd_hooked = True
 
 
-def open_repository(path: str, home: str):
+@contextmanager
+def config_of(home: str) -> Iterator[None]:
+    """Within this block (in this thread) dulwich's default git config is the one of the user whose home it is."""
+    _install_config_hook()
+    _config_home.home = home
+    try:
+        yield
+    finally:
+        _config_home.home = None
+
+
+def open_repository(path: str):
     """The repository whose working tree (or bare directory) is `path`; not a subdirectory of one, like `-C`
     would allow, since the API names repositories by their root."""
-    global _UserRepo
     from dulwich.errors import NotGitRepository
-
-    if _UserRepo is None:
-        _UserRepo = _repo_class()
+    from dulwich.repo import Repo
     if not os.path.exists(path):
         raise NotFound(f"path '{path}' does not exist")
     if not os.path.isdir(path):
         raise FailedPrecondition(f"path '{path}' is not a directory")
     try:
-        repo = _UserRepo(path)
+        return Repo(path)
     except NotGitRepository:
         raise FailedPrecondition(f"not a git repository: '{path}'") from None
-    repo.home = home
-    return repo
 
 
 def init(path: str, home: str, bare: bool, initial_branch: str | None) -> str:

@@ -65,7 +65,7 @@ def conflicted_paths(index) -> list[str]:
 def status(path: str, home: str) -> Status:
     from dulwich import porcelain
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         result = Status()
         chain, sha = repo.refs.follow(b"HEAD")
         result.head = sha.decode() if sha else ""
@@ -127,7 +127,7 @@ def _worktree_paths(repo, paths: list[str]) -> list[str]:
 def add(path: str, home: str, paths: list[str]) -> None:
     from dulwich import porcelain
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         if not paths:
             porcelain.add(repo, None)  # like `git add -A`: new, modified and deleted files
             return
@@ -165,7 +165,7 @@ def commit(path: str, home: str, message: str, author_name: str | None, author_e
 
     if not message.strip():
         raise InvalidArgument("commit message is empty")
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         who = identity(repo, author_name, author_email)
         index = repo.open_index()
         if index.has_conflicts():
@@ -180,7 +180,7 @@ def commit(path: str, home: str, message: str, author_name: str | None, author_e
 
 
 def log(path: str, home: str, ref: str | None, max_count: int) -> list[CommitInfo]:
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         if ref is None and repo.refs.follow(b"HEAD")[1] is None:
             return []  # no commits yet
         start = resolve_commit(repo, ref or "HEAD")
@@ -206,7 +206,7 @@ def _signature(raw: bytes, time_s: int) -> Signature:
 def reset(path: str, home: str, mode: str, target: str | None, paths: list[str]) -> str:
     from dulwich import porcelain
 
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         target_sha = resolve_commit(repo, target or "HEAD")
         if paths:
             if mode != "mixed":
@@ -232,7 +232,7 @@ def restore(path: str, home: str, paths: list[str], staged: bool, worktree: bool
         raise InvalidArgument("restore needs at least one path (use '.' for everything)")
     if not staged and not worktree:
         worktree = True
-    with open_repository(path, home) as repo:
+    with open_repository(path) as repo:
         rels = [os.path.relpath(p, repo.path) for p in _worktree_paths(repo, paths)]
         src = resolve_commit(repo, source) if source else None
         porcelain.restore(repo, rels, source=src, staged=staged, worktree=worktree)
