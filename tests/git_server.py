@@ -27,7 +27,8 @@ GIT_ENV = {
 
 def git(*args: str, cwd: str | Path | None = None, env: dict | None = None) -> str:
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
-    return subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True, capture_output=True, text=True).stdout
+    # safe.directory: the tests (root) inspect repositories owned by `user`.
+    return subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=cwd, env=full_env, check=True, capture_output=True, text=True).stdout
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,12 +8,15 @@ from ...errors import NotFound
 def resolve_commit(repo, revision: str) -> bytes:
     """A branch, tag, remote branch, full or abbreviated sha, or HEAD-relative expression, to a commit sha."""
     from dulwich.objects import Commit
-    from dulwich.objectspec import parse_commit
+    from dulwich.objectspec import parse_commit, parse_object
 
     try:
         commit = parse_commit(repo, revision.encode())
     except (KeyError, ValueError):
-        raise NotFound(f"unknown revision '{revision}'") from None
+        try:  # HEAD~2, main^ ...: parse_commit knows names and ids, parse_object the suffixes
+            commit = parse_commit(repo, parse_object(repo, revision.encode()).id)
+        except (KeyError, ValueError):
+            raise NotFound(f"unknown revision '{revision}'") from None
     if not isinstance(commit, Commit):
         raise NotFound(f"'{revision}' is not a commit")
     return commit.id
