@@ -424,3 +424,15 @@ def test_connect_json_status_and_error(daemon, server, stub, home):
     assert body["files"] == [{"path": "new.txt", "index": "FILE_CHANGE_UNTRACKED", "worktree": "FILE_CHANGE_UNTRACKED"}]
     r = httpx.post(f"{daemon.url}/git.Git/Status", json={"path": str(home)}, headers=headers)
     assert r.status_code == 400 and r.json()["code"] == "failed_precondition"
+
+
+def test_status_lists_untracked_directories_once_and_skips_ignored(stub, server, home):
+    repo = home / "pub"
+    clone(stub, f"{server.url}/pub.git", repo)
+    for rel in ("newdir/a.txt", "newdir/deep/b.txt", "src/extra.py", "build/out.o", "only-ignored/x.o"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        put(repo / rel, "x\n")
+    put(repo / ".gitignore", "*.o\nbuild/\n")
+    files = [f.path for f in stub.Status(pb.StatusRequest(path=str(repo))).files]
+    assert files == [".gitignore", "newdir/", "src/extra.py"]
+    assert git("status", "--porcelain", cwd=repo).split() == ["??", ".gitignore", "??", "newdir/", "??", "src/extra.py"]

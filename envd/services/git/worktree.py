@@ -79,9 +79,9 @@ def status(path: str, home: str) -> Status:
                 result.upstream, upstream_sha = upstream
                 if upstream_sha is not None:
                     result.ahead, result.behind = _ahead_behind(repo, sha, upstream_sha)
-        index = repo.open_index()
+        index = repo.open_index()  # read once (~40% of a status on a big tree), shared by every step below
         conflicts = set(conflicted_paths(index)) if index.has_conflicts() else set()
-        changes = porcelain.status(repo, untracked_files="normal")
+        staged = porcelain.get_tree_changes(repo, index)
         files: dict[str, list[Change]] = {}
 
         def mark(raw: bytes | str, slot: int, change: Change) -> None:
@@ -89,19 +89,88 @@ def status(path: str, home: str) -> Status:
             files.setdefault(name, [Change.UNMODIFIED, Change.UNMODIFIED])[slot] = change
 
         for kind, change in (("add", Change.ADDED), ("modify", Change.MODIFIED), ("delete", Change.DELETED)):
-            for raw in changes.staged.get(kind, []):
+            for raw in staged.get(kind, []):
                 mark(raw, 0, change)
-        for raw in changes.unstaged:
+        for raw in _unstaged(repo, index):
             name = os.fsdecode(raw)
             gone = not os.path.lexists(os.path.join(repo.path, name))
             mark(raw, 1, Change.DELETED if gone else Change.MODIFIED)
-        for raw in changes.untracked:
+        for raw in untracked_paths(repo, index):
             mark(raw, 0, Change.UNTRACKED)
             mark(raw, 1, Change.UNTRACKED)
         for name in conflicts:
             files[name] = [Change.CONFLICTED, Change.CONFLICTED]
         result.files = [FileStatus(name, *files[name]) for name in sorted(files)]
         return result
+
+
+def _unstaged(repo, index) -> list[bytes]:
+    """Index -> working tree changes, trusting unchanged stat data (and refreshing drifted stat data) as git does."""
+    from dulwich.index import apply_stat_refresh, get_unstaged_changes
+
+    config = repo.get_config_stack()
+    normalizer = repo.get_blob_normalizer(config=config)
+    refresh: list = []
+    changed = list(get_unstaged_changes(
+        index, repo.path, normalizer.checkin_normalize if normalizer is not None else None,
+        config.get_boolean(b"core", b"preloadIndex", False), config.get_boolean(b"core", b"trustctime", True),
+        None, refresh,
+    ))
+    if refresh:
+        try:
+            if apply_stat_refresh(index, refresh):
+                index.write()
+        except OSError:
+            pass  # only a cache: a read-only repository still gets its status
+    return changed
+
+
+def untracked_paths(repo, index) -> list[str]:
+    """Untracked files, and untracked directories as `dir/` (git status's default "normal" mode).
+
+    One scandir walk with set lookups; dulwich's get_untracked_paths tests every directory against every index
+    entry (quadratic: 1.8 of 2.6 s of a 10,000-file status in a profile).
+    """
+    from dulwich.ignore import IgnoreFilterManager
+
+    ignore = IgnoreFilterManager.from_repo(repo)
+    tracked = {path for path, _entry in index.items()}
+    tracked_dirs = set()
+    for path in tracked:
+        cut = path.rfind(b"/")
+        while cut > 0 and path[:cut] not in tracked_dirs:
+            tracked_dirs.add(path[:cut])
+            cut = path.rfind(b"/", 0, cut)
+    found: list[str] = []
+
+    def has_visible_file(directory: str, rel: str) -> bool:
+        for root, dirs, names in os.walk(directory):
+            sub = os.path.relpath(root, directory)
+            base = rel if sub == "." else f"{rel}{sub.replace(os.sep, '/')}/"
+            if any(not ignore.is_ignored(base + n) for n in names):
+                return True
+            dirs[:] = [d for d in dirs if not ignore.is_ignored(base + d + "/")]
+        return False
+
+    def walk(directory: str, rel: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = rel + entry.name
+                if not rel and entry.name == ".git":
+                    continue
+                key = os.fsencode(name)
+                if entry.is_dir(follow_symlinks=False):
+                    if key in tracked_dirs:
+                        walk(entry.path, name + "/")
+                    elif key not in tracked and not ignore.is_ignored(name + "/") and has_visible_file(
+                        entry.path, name + "/"
+                    ):
+                        found.append(name + "/")
+                elif key not in tracked and not ignore.is_ignored(name):
+                    found.append(name)
+
+    walk(repo.path, "")
+    return found
 
 
 def _ahead_behind(repo, local: bytes, upstream: bytes) -> tuple[int, int]:
