@@ -436,3 +436,23 @@ def test_status_lists_untracked_directories_once_and_skips_ignored(stub, server,
     files = [f.path for f in stub.Status(pb.StatusRequest(path=str(repo))).files]
     assert files == [".gitignore", "newdir/", "src/extra.py"]
     assert git("status", "--porcelain", cwd=repo).split() == ["??", ".gitignore", "??", "newdir/", "??", "src/extra.py"]
+
+
+def test_repeated_status_sees_later_edits_and_index_changes(stub, server, home):
+    # Status keeps the parsed index between calls (index_cache.py): it must still see every change.
+    repo = home / "pub"
+    clone(stub, f"{server.url}/pub.git", repo)
+    status = lambda: {f.path: (f.index, f.worktree) for f in stub.Status(pb.StatusRequest(path=str(repo))).files}
+    assert status() == {} and status() == {}
+    put(repo / "README.md", "HELLO\n")  # same size, new content
+    assert status() == {"README.md": (pb.FILE_CHANGE_UNMODIFIED, pb.FILE_CHANGE_MODIFIED)}
+    put(repo / "README.md", "hello\n")  # original content again, new mtime: clean
+    assert status() == {} and status() == {}
+    put(repo / "README.md", "changed!\n")
+    stub.Add(pb.AddRequest(path=str(repo), paths=["README.md"]))
+    assert status() == {"README.md": (pb.FILE_CHANGE_MODIFIED, pb.FILE_CHANGE_UNMODIFIED)}
+    stub.Commit(pb.CommitRequest(path=str(repo), message="edit", **WHO))
+    assert status() == {}
+    (repo / "src" / "app.py").unlink()
+    assert status() == {"src/app.py": (pb.FILE_CHANGE_UNMODIFIED, pb.FILE_CHANGE_DELETED)}
+    assert git("status", "--porcelain", cwd=repo).split() == ["D", "src/app.py"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ...errors import FailedPrecondition, InvalidArgument, NotFound
+from .index_cache import Snapshot, snapshots
 from .repository import open_repository
 from .revisions import resolve_commit, upstream_of
 
@@ -79,9 +81,10 @@ def status(path: str, home: str) -> Status:
                 result.upstream, upstream_sha = upstream
                 if upstream_sha is not None:
                     result.ahead, result.behind = _ahead_behind(repo, sha, upstream_sha)
-        index = repo.open_index()  # read once (~40% of a status on a big tree), shared by every step below
-        conflicts = set(conflicted_paths(index)) if index.has_conflicts() else set()
-        staged = porcelain.get_tree_changes(repo, index)
+        snap = snapshots.take(repo)
+        head_tree = repo[sha].tree if sha else None
+        if snap.staged is None or snap.head_tree != head_tree:
+            snap.staged, snap.head_tree = porcelain.get_tree_changes(repo, snap.index), head_tree
         files: dict[str, list[Change]] = {}
 
         def mark(raw: bytes | str, slot: int, change: Change) -> None:
@@ -89,43 +92,67 @@ def status(path: str, home: str) -> Status:
             files.setdefault(name, [Change.UNMODIFIED, Change.UNMODIFIED])[slot] = change
 
         for kind, change in (("add", Change.ADDED), ("modify", Change.MODIFIED), ("delete", Change.DELETED)):
-            for raw in staged.get(kind, []):
+            for raw in snap.staged.get(kind, []):
                 mark(raw, 0, change)
-        for raw in _unstaged(repo, index):
+        unstaged, rewrote = _unstaged(repo, snap)
+        for raw in unstaged:
             name = os.fsdecode(raw)
             gone = not os.path.lexists(os.path.join(repo.path, name))
             mark(raw, 1, Change.DELETED if gone else Change.MODIFIED)
-        for raw in untracked_paths(repo, index):
+        for raw in untracked_paths(repo, snap.tracked, snap.tracked_dirs):
             mark(raw, 0, Change.UNTRACKED)
             mark(raw, 1, Change.UNTRACKED)
-        for name in conflicts:
+        for name in snap.conflicts:
             files[name] = [Change.CONFLICTED, Change.CONFLICTED]
+        if not rewrote:
+            snapshots.give_back(snap)
         result.files = [FileStatus(name, *files[name]) for name in sorted(files)]
         return result
 
 
-def _unstaged(repo, index) -> list[bytes]:
-    """Index -> working tree changes, trusting unchanged stat data (and refreshing drifted stat data) as git does."""
-    from dulwich.index import apply_stat_refresh, get_unstaged_changes
+def _unstaged(repo, snap: Snapshot) -> tuple[list[bytes], bool]:
+    """Index -> working tree changes, and whether the index was rewritten to refresh drifted stat data.
+
+    An entry whose (ctime, mtime, size) still match is unchanged without reading the file (as in git and
+    dulwich); this scan is a tight lstat loop over a table prepared once per snapshot, and only entries that
+    fail it go through dulwich's full check (content hash, filters).
+    """
+    from dulwich.index import _check_entry_for_changes, apply_stat_refresh
 
     config = repo.get_config_stack()
+    trust_ctime = config.get_boolean(b"core", b"trustctime", True)
+    lstat = os.lstat
+    suspects = []
+    for fs_path, expected, tree_path, entry in snap.stat_table:
+        try:
+            st = lstat(fs_path)
+        except FileNotFoundError:
+            suspects.append((tree_path, entry))
+            continue
+        if (st.st_ctime_ns if trust_ctime else expected[0], st.st_mtime_ns, st.st_size) != expected or not (
+            stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+        ):
+            suspects.append((tree_path, entry))
+    if not suspects and not snap.conflicts:
+        return [], False
     normalizer = repo.get_blob_normalizer(config=config)
+    check = normalizer.checkin_normalize if normalizer is not None else None
+    root = os.fsencode(repo.path)
     refresh: list = []
-    changed = list(get_unstaged_changes(
-        index, repo.path, normalizer.checkin_normalize if normalizer is not None else None,
-        config.get_boolean(b"core", b"preloadIndex", False), config.get_boolean(b"core", b"trustctime", True),
-        None, refresh,
-    ))
+    changed = [path for path, entry in suspects
+               if _check_entry_for_changes(path, entry, root, check, trust_ctime, refresh_stat=refresh) is not None]
+    changed += [c.encode("utf-8", "surrogateescape") for c in snap.conflicts]
     if refresh:
         try:
-            if apply_stat_refresh(index, refresh):
-                index.write()
+            if apply_stat_refresh(snap.index, refresh):
+                snap.index.write()
+                return changed, True
         except OSError:
             pass  # only a cache: a read-only repository still gets its status
-    return changed
+    return changed, False
 
 
-def untracked_paths(repo, index) -> list[str]:
+def untracked_paths(repo, tracked: set[bytes], tracked_dirs: set[bytes]) -> list[str]:
     """Untracked files, and untracked directories as `dir/` (git status's default "normal" mode).
 
     One scandir walk with set lookups; dulwich's get_untracked_paths tests every directory against every index
@@ -134,13 +161,6 @@ def untracked_paths(repo, index) -> list[str]:
     from dulwich.ignore import IgnoreFilterManager
 
     ignore = IgnoreFilterManager.from_repo(repo)
-    tracked = {path for path, _entry in index.items()}
-    tracked_dirs = set()
-    for path in tracked:
-        cut = path.rfind(b"/")
-        while cut > 0 and path[:cut] not in tracked_dirs:
-            tracked_dirs.add(path[:cut])
-            cut = path.rfind(b"/", 0, cut)
     found: list[str] = []
 
     def has_visible_file(directory: str, rel: str) -> bool:
