@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -456,3 +457,23 @@ def test_repeated_status_sees_later_edits_and_index_changes(stub, server, home):
     (repo / "src" / "app.py").unlink()
     assert status() == {"src/app.py": (pb.FILE_CHANGE_UNMODIFIED, pb.FILE_CHANGE_DELETED)}
     assert git("status", "--porcelain", cwd=repo).split() == ["D", "src/app.py"]
+
+
+def test_a_clone_abandoned_by_its_client_is_removed(stub, server, home):
+    from tests.bench.bench_git import fast_import_history
+
+    bare = server.bare("large")
+    if not bare.exists():
+        git("init", "-q", "--bare", "-b", "main", str(bare))
+        fast_import_history(bare, 5000)
+    dest = home / "large"
+    call = stub.Clone(pb.CloneRequest(url=f"{server.url}/large.git", path=str(dest)), timeout=120)
+    first = next(call)
+    assert first.HasField("progress")
+    call.cancel()
+    deadline = time.monotonic() + 60
+    while dest.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not dest.exists(), "the abandoned clone left its directory behind"
+    # The service keeps serving.
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, stub.Status, pb.StatusRequest(path=str(home)))

@@ -77,6 +77,26 @@ def test_clone_status_add_commit_branches_push_pull(sbx, server, scratch):
     assert Path(repo, "theirs.txt").read_text() == "theirs\n"
 
 
+def test_configure_user_writes_the_users_global_config_and_commit_uses_it(sbx, server, scratch):
+    gitconfig = Path(pwd.getpwnam("user").pw_dir) / ".gitconfig"
+    saved = gitconfig.read_bytes() if gitconfig.exists() else None
+    try:
+        sbx.git.configure_user("Global Sdk", "global@example.com")
+        assert sbx.git.get_config("user.name") == "Global Sdk"
+        assert gitconfig.stat().st_uid == pwd.getpwnam("user").pw_uid
+        repo = str(scratch / "init")
+        sbx.git.init(repo, initial_branch="main")
+        sbx.commands.run(f"echo a > {repo}/a.txt")
+        sbx.git.add(repo)
+        sbx.git.commit(repo, "no author given")
+        assert git("log", "-1", "--format=%an <%ae>", cwd=repo).strip() == "Global Sdk <global@example.com>"
+    finally:
+        if saved is None:
+            gitconfig.unlink(missing_ok=True)
+        else:
+            gitconfig.write_bytes(saved)
+
+
 def test_clone_without_credentials_is_a_git_auth_error(sbx, server, scratch):
     name = f"private/sdk{uuid.uuid4().hex[:6]}"
     server.create(name)
