@@ -459,6 +459,7 @@ def test_repeated_status_sees_later_edits_and_index_changes(stub, server, home):
     assert git("status", "--porcelain", cwd=repo).split() == ["D", "src/app.py"]
 
 
+@pytest.mark.slow
 def test_a_clone_abandoned_by_its_client_is_removed(stub, server, home):
     from tests.bench.bench_git import fast_import_history
 
