@@ -56,7 +56,7 @@ class UserThreads:
     """Runs callables in git's own thread pool with the filesystem identity of a user."""
 
     def __init__(self, max_threads: int = MAX_THREADS, prepare: Callable[[], None] | None = None) -> None:
-        # prepare: run once, as root, before the first call (in a pool thread: it may be slow).
+        # prepare: runs as root in each new pool thread before its first call (off the event loop: it may be slow).
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="envd-git", initializer=prepare)
         self._ids = _FsIds()
 

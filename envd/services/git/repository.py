@@ -75,6 +75,7 @@ def open_repository(path: str):
     would allow, since the API names repositories by their root."""
     from dulwich.errors import NotGitRepository
     from dulwich.repo import Repo
+
     if not os.path.exists(path):
         raise NotFound(f"path '{path}' does not exist")
     if not os.path.isdir(path):

@@ -29,12 +29,13 @@ def preload_modules() -> None:
 
     import dulwich
 
-    skip = (".tests", ".contrib", ".cloud", ".aiohttp", ".cli", "__main__", ".fastexport")
-    for module in pkgutil.walk_packages(dulwich.__path__, "dulwich."):
-        if not any(part in module.name for part in skip):
-            importlib.import_module(module.name)
-    for name in LAZY_STDLIB:
-        importlib.import_module(name)
+    skip = (".tests", ".contrib", ".cloud", ".aiohttp", ".cli", "__main__")
+    names = [m.name for m in pkgutil.walk_packages(dulwich.__path__, "dulwich.") if not any(p in m.name for p in skip)]
+    for name in [*names, *LAZY_STDLIB]:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a module for an optional extra (fastimport, ...) that the service never uses
 
 
 # Modules the stdlib/urllib3 import on first use inside a git operation (not at import time).
