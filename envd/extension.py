@@ -6,14 +6,19 @@ protobuf and the service cores are most of envd's import time.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .api.app import Extension, build_routes
 from .api.codecs import rpc_codecs
 from .api.files import FileRoutes
 from .api.rpc import EnvdInterceptor
 from .config import Config
 from .host.cgroups import create_cgroup_manager
+from .services.code.contexts import CodeService
+from .services.code.rpc import CodeRpc
 from .services.filesystem.rpc import FilesystemService
 from .services.process.rpc import ProcessService
+from .spec.code.code_connect import InterpreterASGIApplication
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
 from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
@@ -30,12 +35,17 @@ def build_extension(config: Config, state: SandboxState) -> Extension:
     filesystem = FilesystemService(state)
     # §1.3 step 7: the process service places its children through this (§8.9).
     process = ProcessService(state, cgroups=create_cgroup_manager(config))
+    # One code-interpreter core for code.Interpreter here and the HTTP API on the code port (server.py). Kernels
+    # start only when used: with -code-port 0 nothing runs until a native call asks for a context.
+    code = CodeService(state, config.kernels_prefix, str(Path(config.run_dir) / "code"))
     services = [
         FilesystemASGIApplication(filesystem, **rpc_options),
         ProcessASGIApplication(process, **rpc_options),
+        InterpreterASGIApplication(CodeRpc(state, code), **rpc_options),
     ]
     return Extension(
         routes=build_routes(FileRoutes(state).routes()),
         services={svc.path: svc for svc in services},
-        on_shutdown=[filesystem.close, process.close],
+        on_shutdown=[filesystem.close, process.close, code.close],
+        code=code,
     )
