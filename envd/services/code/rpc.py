@@ -109,6 +109,11 @@ async def _within(events: AsyncIterator[dict[str, Any]], timeout_ms: int) -> Asy
     yield {"type": "end_of_execution"}
 
 
+def _unknown_language(language: str, err: UnknownLanguage) -> InvalidArgument:
+    # the kernel manager's words ("No such kernel named ... (looked in ...)"), without the HTTP API's prefix
+    return InvalidArgument(f"unknown language '{language}': {err.__cause__ or err.message}")
+
+
 def _required_id(context_id: str) -> str:
     if not context_id:
         raise InvalidArgument("context_id is empty")
@@ -124,7 +129,7 @@ class CodeRpc:
         try:
             return await self.service.create(language, cwd, user)
         except UnknownLanguage as err:
-            raise InvalidArgument(f"unknown language '{language}': {err.message}") from None
+            raise _unknown_language(language, err) from None
 
     async def execute(self, request: pb.ExecuteRequest, ctx: RequestContext) -> AsyncIterator[pb.ExecuteResponse]:
         user = request_user(ctx, self.state)
@@ -138,7 +143,7 @@ class CodeRpc:
                 user,
             )
         except UnknownLanguage as err:
-            raise InvalidArgument(f"unknown language '{request.language}': {err.message}") from None
+            raise _unknown_language(request.language, err) from None
         events = self.service.execute(context, request.code, dict(request.env_vars))
         # The core's 5 s keepalives (§1.4) are for HTTP proxies; RPC streams send theirs per keepalive-ping-interval.
         responses = (
