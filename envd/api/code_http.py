@@ -123,7 +123,7 @@ class CodePort:
         self._streams: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        """Background start (§4.4): import the core off the event loop, then the default python context."""
+        """Background start (§4.4): wait for the core (loaded with envd's services), then the default python context."""
         try:
             self.service = await self._load_service()
         except Exception as err:
