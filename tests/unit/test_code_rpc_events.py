@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf import json_format
 
@@ -32,7 +32,7 @@ def test_every_result_key_has_a_typed_field() -> None:
 def test_stream_error_count_end_events() -> None:
     out = event_to_proto({"type": "stderr", "text": "warn\n", "timestamp": "2025-03-01T10:00:00.123456+00:00"})
     assert out.stderr.text == "warn\n"
-    assert out.stderr.timestamp.ToDatetime(timezone.utc) == datetime(2025, 3, 1, 10, 0, 0, 123456, timezone.utc)
+    assert out.stderr.timestamp.ToDatetime(UTC) == datetime(2025, 3, 1, 10, 0, 0, 123456, UTC)
     error = event_to_proto({"type": "error", "name": "NameError", "value": "x", "traceback": "tb"}).error
     assert (error.name, error.value, error.traceback) == ("NameError", "x", "tb")
     count = event_to_proto({"type": "number_of_executions", "execution_count": 7})
