@@ -9,7 +9,7 @@ stamp="$prefix/.envd-kernels-$(sha256sum "$requirements" | cut -c1-16)"
 # account can run: Debian's, not one under root's 0700 home (pyenv). A venv on such an interpreter is rebuilt.
 base=python3
 if [[ -x /usr/bin/python3 ]]; then base=/usr/bin/python3; fi
-if [[ -x "$prefix/bin/python" ]] && ! runuser -u nobody -- "$prefix/bin/python" -c pass 2>/dev/null; then
+if [[ $EUID -eq 0 && -x "$prefix/bin/python" ]] && ! runuser -u nobody -- "$prefix/bin/python" -c pass 2>/dev/null; then
   echo "rebuilding $prefix: its interpreter $(readlink -f "$prefix/bin/python") is not runnable by other users"
   rm -rf "$prefix"
 fi
