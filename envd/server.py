@@ -134,9 +134,10 @@ def hypercorn_config(config: Config):
 async def serve(config: Config) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    from . import hypercorn_eof_fix
+    from . import hypercorn_eof_fix, hypercorn_h2_fix
 
     hypercorn_eof_fix.apply()
+    hypercorn_h2_fix.apply()
     protect_daemon()  # §1.1: oom_score_adj -1000
     config = without_busy_code_port(config)
     state = initial_state(config)
