@@ -1,6 +1,7 @@
 """Native code service: Execute("x = 1") over grpcio vs the same cell sent with jupyter-client straight to an
-idle kernel (the floor: execute_request until its reply and `idle`), and the time to a first result in a fresh
-context (CreateContext + Execute). Kernels from ENVD_TEST_KERNELS (default /opt/envd-kernels).
+idle kernel (the floor: execute_request until its reply and `idle`; no transport), the share of that a bare gRPC
+round trip takes, and the time to a first result in a fresh context (CreateContext + Execute).
+Kernels from ENVD_TEST_KERNELS (default /opt/envd-kernels).
 """
 
 from __future__ import annotations
@@ -81,12 +82,16 @@ def run() -> bool:
                 events = list(stub.Execute(pb.ExecuteRequest(code="x = 1", context_id=context.id), timeout=30))
                 assert events[-1].WhichOneof("event") == "end"
 
-            for fn in (direct, native):
+            def unary() -> None:  # the transport's share: one gRPC round trip, no kernel
+                stub.ListContexts(pb.ListContextsRequest(), timeout=30)
+
+            for fn in (direct, native, unary):
                 timed(fn, 30)  # warm up
-            floor, ours = [], []
-            for _ in range(10):  # interleaved, so machine noise hits both alike
+            floor, ours, transport = [], [], []
+            for _ in range(10):  # interleaved, so machine noise hits all alike
                 floor += timed(direct, ROUNDS // 10)
                 ours += timed(native, ROUNDS // 10)
+                transport += timed(unary, ROUNDS // 10)
     finally:
         floor_kernel.close()
     ratio = median(ours) / median(floor)
@@ -96,5 +101,6 @@ def run() -> bool:
         "<= 1.3x",
         ratio <= 1.3,
     )
+    report("  of which a gRPC unary round trip", f"{median(transport) * 1e3:.2f} ms (ListContexts)", "report", True)
     report("fresh python context to first result", f"{fresh:.2f} s (CreateContext + Execute)", "report", True)
     return ok
