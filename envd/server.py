@@ -94,27 +94,29 @@ def without_busy_code_port(config: Config) -> Config:
     return config
 
 
-def with_code_port(config: Config, state: SandboxState, app: EnvdApp) -> Callable:
+def with_code_port(config: Config, app: EnvdApp) -> Callable:
     """Port 49999 (code-interpreter.md §1) on the same hypercorn instance, dispatched by the server port.
 
-    Its core (and jupyter_client) loads, and the default context starts, once envd's own services have
-    loaded: the daemon's start stays fast (§4.4: kernels start in the background).
+    Its core is the extension's (shared with the native code service; jupyter_client loads with the first
+    kernel), and the default context starts once envd's own services have loaded: the daemon's start stays
+    fast (§4.4: kernels start in the background).
     """
     if not config.code_port:
         return app
     from .api.code_http import CodePort
 
-    code = CodePort(state, config.kernels_prefix, str(Path(config.run_dir) / "code"))
-    app.on_shutdown.append(code.close)
-    background: set[asyncio.Task] = set()
-
-    async def start_later() -> None:
+    async def code_service():
         await app.wait_loaded()
-        await code.start()
+        if app.code is None:
+            raise RuntimeError(app.load_error or "the code service is not loaded")
+        return app.code
+
+    code = CodePort(code_service)
+    background: set[asyncio.Task] = set()
 
     async def dispatch(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            task = asyncio.create_task(start_later())
+            task = asyncio.create_task(code.start())
             background.add(task)
             task.add_done_callback(background.discard)
             await app(scope, receive, send)
@@ -144,15 +146,16 @@ def hypercorn_config(config: Config):
 async def serve(config: Config) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    from . import hypercorn_eof_fix
+    from . import hypercorn_eof_fix, hypercorn_h2_fix
 
     hypercorn_eof_fix.apply()
+    hypercorn_h2_fix.apply()
     protect_daemon()  # §1.1: oom_score_adj -1000
     config = without_busy_code_port(config)
     state = initial_state(config)
     write_run_files(config, state)
     mmds = start_mmds(config, state)
-    app = with_code_port(config, state, build_app(config, state, mmds))
+    app = with_code_port(config, build_app(config, state, mmds))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

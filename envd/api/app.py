@@ -28,6 +28,8 @@ class Extension:
     # ASGI apps of the RPC services, keyed by their mount path (`/filesystem.Filesystem`).
     services: dict[str, Callable] = field(default_factory=dict)
     on_shutdown: list[Hook] = field(default_factory=list)
+    # The code-interpreter core, served here (code.Interpreter) and on the code port (server.with_code_port).
+    code: object | None = None
 
 
 @dataclass
@@ -43,6 +45,7 @@ class EnvdApp:
         self._route_paths = {path for _method, path in self.routes}
         self._loaded = asyncio.Event()
         self._load_error: str | None = None
+        self.code: object | None = None  # Extension.code, once loaded
         if self.load_extension is None:
             self._loaded.set()
 
@@ -58,10 +61,15 @@ class EnvdApp:
             self._route_paths.update(path for _method, path in extension.routes)
             self.services.update(extension.services)
             self.on_shutdown.extend(extension.on_shutdown)
+            self.code = extension.code
         self._loaded.set()
 
     async def wait_loaded(self) -> None:
         await self._loaded.wait()
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

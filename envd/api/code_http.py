@@ -1,14 +1,15 @@
 """The code-interpreter HTTP API on port 49999 (code-interpreter.md §1), a thin adapter over CodeService.
 
-Light to import: the service core (and jupyter_client) loads in the background, see CodePort.start.
+Light to import: the service core (and jupyter_client) loads in the background, see CodePort.start. The core
+is the one the native code.Interpreter service on 49983 also serves (envd/extension.py owns and closes it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import EnvdError, Internal, InvalidArgument, NotFound
@@ -112,22 +113,19 @@ def validate_create(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class CodePort:
-    """ASGI app for port 49999. The core is imported and the default context started by `start`."""
+    """ASGI app for port 49999. `start` waits for the core (`load_service`) and starts the default context."""
 
-    def __init__(self, state: Any, kernels_prefix: str, work_dir: str) -> None:
-        self.state = state
-        self.kernels_prefix = kernels_prefix
-        self.work_dir = work_dir
+    def __init__(self, load_service: Callable[[], Awaitable[Any]]) -> None:
+        self._load_service = load_service
         self.service: Any = None
         self._loaded = asyncio.Event()
         self._load_error: str | None = None
         self._streams: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        """Background start (§4.4): import the core off the event loop, then the default python context."""
+        """Background start (§4.4): wait for the core (loaded with envd's services), then the default python context."""
         try:
-            module = await asyncio.to_thread(importlib.import_module, "envd.services.code.contexts")
-            self.service = module.CodeService(self.state, self.kernels_prefix, self.work_dir)
+            self.service = await self._load_service()
         except Exception as err:
             log.critical("code service failed to load", exc_info=True)
             self._load_error = f"code service failed to load: {err}"
@@ -135,10 +133,6 @@ class CodePort:
             return
         self._loaded.set()
         await self.service.start_defaults()
-
-    async def close(self) -> None:
-        if self.service is not None:
-            await self.service.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...auth.users import User
 from ...errors import Internal, InvalidArgument, NotFound
 from ...state import SandboxState
 from . import languages
-from .kernel_env import kernel_dirs, kernel_environment, write_ipython_dir
-from .kernels import Kernel, KernelStartError
+from .kernel_env import kernel_dirs, kernel_environment, user_state_dir, write_ipython_dir
+from .kernels import Kernel, KernelStartError, NoSuchKernel
 from .routing import END, RESTARTING, UNEXPECTED_END, Execution
 
 log = logging.getLogger("envd.code")
@@ -32,12 +34,17 @@ INTERNAL_TIMEOUT_SECONDS = 30.0
 SEND_FAILED = {"type": "error", "name": "WebSocketError", "value": "Failed to send execution request", "traceback": ""}
 
 
+class UnknownLanguage(Internal):
+    """No kernel for the language: a 500 on the HTTP API (§1.6), INVALID_ARGUMENT on the native service."""
+
+
 @dataclass
 class Context:
     id: str
     language: str
     cwd: str
     kernel: Kernel
+    user: str = ""  # the account the kernel runs as
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Sandbox env vars as last set in this kernel (§4.7); emptied by a restart.
     injected: dict[str, str] = field(default_factory=dict)
@@ -54,9 +61,11 @@ class CodeService:
         self.ready = asyncio.Event()  # the default python context exists (§4.4)
         self.start_error: str | None = None
         self._contexts: dict[str, Context] = {}  # creation order (§1.5)
-        self._defaults: dict[str, str] = {}  # language -> default context id
-        self._default_locks: dict[str, asyncio.Lock] = {}
+        # (language, user) -> default context id; user None: the daemon's own (the HTTP API's defaults)
+        self._defaults: dict[tuple[str, str | None], str] = {}
+        self._default_locks: dict[tuple[str, str | None], asyncio.Lock] = {}
         self._ipython_dir: Path | None = None
+        self._user_dirs: dict[str, Path] = {}  # user name -> its kernels' private directory
         self._prepare_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
         self._closed = False
@@ -77,61 +86,88 @@ class CodeService:
                 self._ipython_dir = await asyncio.to_thread(write_ipython_dir, self.work_dir / "ipython")
         return kernel_environment(self.kernels_prefix, self._ipython_dir)
 
-    async def create(self, language: str | None, cwd: str | None) -> Context:
+    async def _user_environment(self, user: User) -> tuple[dict[str, str], str]:
+        """The environment and connection-file directory of a kernel running as `user`."""
+        async with self._prepare_lock:
+            if user.name not in self._user_dirs:
+                self._user_dirs[user.name] = await asyncio.to_thread(user_state_dir, user)
+        private = self._user_dirs[user.name]
+        return kernel_environment(self.kernels_prefix, private / "ipython", user), str(private)
+
+    @staticmethod
+    def _switching(user: User | None) -> User | None:
+        """The user to switch a kernel to; None when it runs as the daemon itself (root, §5.1)."""
+        return None if user is None or user.uid == os.geteuid() else user
+
+    async def create(self, language: str | None, cwd: str | None, user: User | None = None) -> Context:
+        """A new context; its kernel runs as `user` (None: as the daemon, like upstream's kernels)."""
         language = languages.normalize(language)
         cwd = cwd or DEFAULT_CWD
         # §4.6: the kernel starts in the requested directory. (IPython's `%cd` only prints for a missing
         # directory, so such a context is still created, in the default directory.) Launching there
         # directly also survives restarts (Q4).
         launch_cwd = next((d for d in (cwd, DEFAULT_CWD, "/") if os.path.isdir(d)), "/")
+        switch = self._switching(user)
+        if switch is None:
+            env, connection_dir = await self._environment(), None
+        else:
+            env, connection_dir = await self._user_environment(switch)
         kernel = Kernel(languages.kernel_spec_name(language), kernel_dirs(self.kernels_prefix), launch_cwd,
-                        await self._environment())
+                        env, switch, connection_dir)
         try:
             kernel_id = await kernel.start()
+        except NoSuchKernel as err:
+            raise UnknownLanguage(f"Failed to create context: {err}") from err
         except KernelStartError as err:
             raise Internal(f"Failed to create context: {err}") from err
         if self._closed:
             await kernel.shutdown()
             raise Internal("Failed to create context: the service is shutting down")
-        context = Context(kernel_id, language, cwd, kernel)
+        context = Context(kernel_id, language, cwd, kernel, env["USER"])
         self._contexts[kernel_id] = context
         log.debug("context %s (%s) created in %s", kernel_id, language, cwd)
         return context
 
-    async def default_context(self, language: str) -> Context:
-        lock = self._default_locks.setdefault(language, asyncio.Lock())
+    async def default_context(self, language: str, user: User | None = None) -> Context:
+        """The language's default context; each user has its own (None: the daemon's, the HTTP API's)."""
+        switch = self._switching(user)
+        key = (language, switch.name if switch else None)
+        lock = self._default_locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent first requests create only one (§4.4)
-            context_id = self._defaults.get(language)
+            context_id = self._defaults.get(key)
             # Q3: a removed default is recreated rather than left dangling.
             if context_id is None or context_id not in self._contexts:
-                context = await self.create(language, DEFAULT_CWD)
-                self._defaults[language] = context.id
-                if language == "python":
+                context = await self.create(language, switch.home if switch else DEFAULT_CWD, switch)
+                self._defaults[key] = context.id
+                if key == ("python", None):
                     self.ready.set()
                     self.start_error = None
                 return context
             return self._contexts[context_id]
+
+    def contexts(self) -> list[Context]:
+        return list(self._contexts.values())  # creation order (§1.5)
 
     def list(self) -> list[dict[str, str]]:
         return [context.info() for context in self._contexts.values()]
 
     def get(self, context_id: str) -> Context:
         if context_id == "default":  # Q11: the alias resolves to the one live default context
-            context_id = self._defaults.get("python", context_id)
+            context_id = self._defaults.get(("python", None), context_id)
         context = self._contexts.get(context_id)
         if context is None:
             raise NotFound(f"Context {context_id} not found")
         return context
 
-    async def resolve(self, context_id: str | None, language: str | None) -> Context:
-        """§1.3: which context an /execute request runs in."""
+    async def resolve(self, context_id: str | None, language: str | None, user: User | None = None) -> Context:
+        """§1.3: which context an /execute request runs in (defaults: `user`'s)."""
         if context_id and language:
             raise InvalidArgument("Only one of context_id or language can be provided")
         if language:
-            return await self.default_context(languages.normalize(language))
+            return await self.default_context(languages.normalize(language), user)
         if context_id:
             return self.get(context_id)
-        return await self.default_context("python")
+        return await self.default_context("python", user)
 
     async def remove(self, context_id: str) -> None:
         context = self.get(context_id)
@@ -151,6 +187,20 @@ class CodeService:
             log.warning("kernel %s restart failed: %s", context.id, err)
             raise Internal(f"Failed to restart context {context_id}") from err
 
+    async def interrupt(self, context_id: str) -> bool:
+        """Interrupt the context's running execution (as a client leaving would, §1.4); False if none runs.
+
+        An execution that does not stop within the grace period costs a restart, as in `_settle`.
+        """
+        context = self.get(context_id)
+        running = [e for e in context.kernel.router.executions.values() if not e.silent]
+        if not running:
+            return False
+        if not await self._interrupt(context, running[0]):
+            log.warning("context %s did not stop on interrupt; restarting it", context.id)
+            await self._revive(context)
+        return True
+
     async def close(self) -> None:
         self._closed = True
         contexts = list(self._contexts.values())
@@ -159,6 +209,9 @@ class CodeService:
         for context, result in zip(contexts, results):
             if isinstance(result, Exception):
                 log.warning("kernel %s shutdown failed: %s", context.id, result)
+        for path in self._user_dirs.values():
+            shutil.rmtree(path, ignore_errors=True)
+        self._user_dirs.clear()
 
     # -- executions -------------------------------------------------------------------------------------
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import tempfile
 from pathlib import Path
+
+from ...auth.users import User
 
 PROFILE_SOURCE = Path(__file__).parent / "ipython"
 
@@ -32,12 +35,32 @@ def write_ipython_dir(target: Path) -> Path:
     return target
 
 
-def kernel_environment(prefix: str, ipython_dir: Path) -> dict[str, str]:
-    """Kernels don't inherit the daemon's environment: a small clean one (sandbox vars come by §4.7)."""
-    home = pwd.getpwuid(os.geteuid()).pw_dir
+def user_state_dir(user: User) -> Path:
+    """A private directory of `user`'s own for its kernels: their IPYTHONDIR (`ipython/`) and connection files.
+
+    Made in the temp dir, not the daemon's work dir, which may sit where the user cannot reach it (/run/e2b is
+    0755, but a work dir inside a root-only tree is not). Blocking, run in a thread.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"envd-code-{user.name}-"))  # 0700
+    write_ipython_dir(path / "ipython")
+    for entry in [path, *path.rglob("*")]:
+        os.lchown(entry, user.uid, user.gid)  # IPython writes its history and security dir there
+    return path
+
+
+def kernel_environment(prefix: str, ipython_dir: Path, user: User | None = None) -> dict[str, str]:
+    """Kernels don't inherit the daemon's environment: a small clean one (sandbox vars come by §4.7).
+
+    `user`: the account the kernel runs as (None: the daemon's own), whose HOME/USER/LOGNAME it gets.
+    """
+    if user is None:
+        entry = pwd.getpwuid(os.geteuid())
+        user = User(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
     return {
         "PATH": f"{prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": home,
+        "HOME": user.home,
+        "USER": user.name,
+        "LOGNAME": user.name,
         "LANG": "C.UTF-8",
         "IPYTHONDIR": str(ipython_dir),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",

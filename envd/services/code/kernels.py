@@ -1,7 +1,9 @@
 """One Jupyter kernel driven over ZMQ with jupyter-client (no jupyter_server), shaped like Popen.
 
 jupyter_client and zmq are imported lazily (first kernel start) so the daemon itself starts fast.
-Kernels run as the daemon's user (root), like upstream's Jupyter service (code-interpreter.md §5.1).
+Kernels run as the daemon's user (root), like upstream's Jupyter service (code-interpreter.md §5.1), unless
+given another `user`: jupyter-client's LocalProvisioner hands extra start_kernel arguments to Popen, whose
+user/group/extra_groups drop the kernel's credentials (kept across restarts, which reuse the launch arguments).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import importlib
 import logging
 import os
 import signal
+import uuid
 from typing import Any
 
+from ...auth.users import User
 from .flow import OutputBudget
 from .routing import CONNECTION_LOST, UNEXPECTED_END, Execution, Router
 
@@ -30,18 +34,49 @@ async def jupyter_client() -> Any:
     return _imported["jc"]
 
 
+def _manager_class(jc: Any) -> Any:
+    """AsyncKernelManager that gives the connection file to the kernel's user.
+
+    jupyter-client writes it 0600 as us (root) right before the launch; a kernel running as someone else could
+    not read it. chown keeps it private to that user.
+    """
+    if "manager" not in _imported:
+
+        class Manager(jc.AsyncKernelManager):
+            file_owner: tuple[int, int] | None = None
+
+            def write_connection_file(self, **kwargs: Any) -> None:
+                super().write_connection_file(**kwargs)
+                if self.file_owner is not None:
+                    os.chown(self.connection_file, *self.file_owner)
+
+        _imported["manager"] = Manager
+    return _imported["manager"]
+
+
 class KernelStartError(Exception):
+    pass
+
+
+class NoSuchKernel(KernelStartError):
     pass
 
 
 class Kernel:
     """A kernel process plus our client connection to it; `router` gets every message it sends."""
 
-    def __init__(self, spec_name: str, kernel_dirs: list[str], cwd: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, spec_name: str, kernel_dirs: list[str], cwd: str, env: dict[str, str],
+        user: User | None = None, connection_dir: str | None = None,
+    ) -> None:
+        """`user`: run as this account (None: as the daemon); its connection file goes into `connection_dir`,
+        a directory that user can read."""
         self.spec_name = spec_name
         self.kernel_dirs = kernel_dirs
         self.cwd = cwd
         self.env = env
+        self.user = user
+        self.connection_dir = connection_dir
         # A slow reader stops the kernel instead of growing envd's memory (flow.py).
         self.budget = OutputBudget(lambda: self._signal_group(signal.SIGSTOP),
                                    lambda: self._signal_group(signal.SIGCONT))
@@ -57,12 +92,18 @@ class Kernel:
         try:
             ksm.get_kernel_spec(self.spec_name)
         except jc.kernelspec.NoSuchKernel:
-            raise KernelStartError(
+            raise NoSuchKernel(
                 f"No such kernel named {self.spec_name} (looked in {', '.join(self.kernel_dirs)}; run `make kernels`)"
             ) from None
-        self._km = jc.AsyncKernelManager(kernel_name=self.spec_name, kernel_spec_manager=ksm)
+        self._km = _manager_class(jc)(kernel_name=self.spec_name, kernel_spec_manager=ksm)
+        launch: dict[str, Any] = {}
+        if self.user is not None:
+            self._km.kernel_id = str(uuid.uuid4())
+            self._km.connection_file = os.path.join(self.connection_dir or "", f"kernel-{self._km.kernel_id}.json")
+            self._km.file_owner = (self.user.uid, self.user.gid)
+            launch = {"user": self.user.uid, "group": self.user.gid, "extra_groups": self.user.groups()}
         try:
-            await self._km.start_kernel(cwd=self.cwd, env=dict(self.env))
+            await self._km.start_kernel(cwd=self.cwd, env=dict(self.env), **launch)
             await self._connect(startup_timeout)
         except Exception as err:
             await self._kill_quietly()
