@@ -85,11 +85,11 @@ def kernels_installed() -> None:
 
 
 @pytest.fixture(params=[lang.name for lang in LANGS])
-def lang(request, kernels_installed, sbx: Sandbox) -> Lang:  # noqa: F811
+def lang(request, kernels_installed, sbx: Sandbox) -> Lang:
     return BY_NAME[request.param]
 
 
-def run(sbx: Sandbox, lang: Lang, code: str, **kwargs):  # noqa: F811
+def run(sbx: Sandbox, lang: Lang, code: str, **kwargs):
     kwargs.setdefault("timeout", 60)
     if "context" not in kwargs:
         kwargs["language"] = lang.name
@@ -99,7 +99,7 @@ def run(sbx: Sandbox, lang: Lang, code: str, **kwargs):  # noqa: F811
 # -- basics ---------------------------------------------------------------------------------------------
 
 
-def test_default_javascript_context_is_created_at_start(sbx: Sandbox, kernels_installed) -> None:  # noqa: F811
+def test_default_javascript_context_is_created_at_start(sbx: Sandbox, kernels_installed) -> None:
     deadline = time.monotonic() + 60  # §4.4: created in the background right after python's
     while [c.language for c in sbx.list_code_contexts()][:2] != ["python", "javascript"]:
         assert time.monotonic() < deadline, [c.language for c in sbx.list_code_contexts()]
@@ -111,7 +111,7 @@ def test_default_javascript_context_is_created_at_start(sbx: Sandbox, kernels_in
     assert sbx.run_code("marker_of_default", context=js, timeout=60).text == "5"
 
 
-def test_hello_prints_and_returns(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_hello_prints_and_returns(sbx: Sandbox, lang: Lang) -> None:
     execution = run(sbx, lang, lang.hello)
     assert execution.error is None, execution.error
     assert stdout(execution) == ('[1] "hi"\n' if lang.name == "r" else "hi\n")
@@ -123,12 +123,12 @@ def test_hello_prints_and_returns(sbx: Sandbox, lang: Lang) -> None:  # noqa: F8
         assert execution.results == []
 
 
-def test_state_persists_across_cells(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_state_persists_across_cells(sbx: Sandbox, lang: Lang) -> None:
     assert run(sbx, lang, lang.set_state).error is None
     assert stdout(run(sbx, lang, lang.read_state)).strip() == "42"
 
 
-def test_errors_have_name_value_and_no_colour(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_errors_have_name_value_and_no_colour(sbx: Sandbox, lang: Lang) -> None:
     execution = run(sbx, lang, lang.raise_error)
     assert execution.error is not None
     assert execution.error.name == lang.error[0]
@@ -140,7 +140,7 @@ def test_errors_have_name_value_and_no_colour(sbx: Sandbox, lang: Lang) -> None:
     assert run(sbx, lang, lang.hello).error is None  # the context still works
 
 
-def test_typescript_import_and_top_level_await(sbx: Sandbox, kernels_installed) -> None:  # noqa: F811
+def test_typescript_import_and_top_level_await(sbx: Sandbox, kernels_installed) -> None:
     code = ('import { join } from "node:path";\n'
             'interface Box { v: string }\n'
             'const box: Box = { v: await Promise.resolve(join("a", "b")) };\n'
@@ -151,7 +151,7 @@ def test_typescript_import_and_top_level_await(sbx: Sandbox, kernels_installed) 
     assert sbx.run_code("await Promise.resolve('Hello World!')", language="ts", timeout=60).text == "Hello World!"
 
 
-def test_javascript_static_import_of_node_builtins(sbx: Sandbox, kernels_installed) -> None:  # noqa: F811
+def test_javascript_static_import_of_node_builtins(sbx: Sandbox, kernels_installed) -> None:
     code = "import fs from 'fs';\nimport { sep } from 'node:path';\nfs.existsSync('/home/user') + sep"
     execution = sbx.run_code(code, language="js", timeout=60)
     assert execution.error is None, execution.error
@@ -159,7 +159,7 @@ def test_javascript_static_import_of_node_builtins(sbx: Sandbox, kernels_install
 
 
 def test_javascript_imports_local_node_modules_with_a_package_json(
-    sbx: Sandbox, kernels_installed, tmp_path: Path  # noqa: F811
+    sbx: Sandbox, kernels_installed, tmp_path: Path
 ) -> None:
     (tmp_path / "package.json").write_text(json.dumps({"name": "app", "dependencies": {"greet": "1.0.0"}}))
     pkg = tmp_path / "node_modules" / "greet"
@@ -178,7 +178,7 @@ def test_javascript_imports_local_node_modules_with_a_package_json(
 # -- working directory ----------------------------------------------------------------------------------
 
 
-def test_cwd_of_default_and_created_contexts(sbx: Sandbox, lang: Lang, tmp_path: Path) -> None:  # noqa: F811
+def test_cwd_of_default_and_created_contexts(sbx: Sandbox, lang: Lang, tmp_path: Path) -> None:
     assert stdout(run(sbx, lang, lang.show_cwd)).strip() == "/home/user"
     workdir = tmp_path / "work dir 'q'"  # spaces and quotes: escaped, not spliced (Q9)
     workdir.mkdir()
@@ -194,7 +194,7 @@ def test_cwd_of_default_and_created_contexts(sbx: Sandbox, lang: Lang, tmp_path:
         sbx.remove_code_context(created)
 
 
-def test_missing_cwd_fails_creation_and_leaves_nothing(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_missing_cwd_fails_creation_and_leaves_nothing(sbx: Sandbox, lang: Lang) -> None:
     before = [c.id for c in sbx.list_code_contexts()]
     with pytest.raises(SandboxException, match="Failed to set working directory"):
         sbx.create_code_context(language=lang.name, cwd="/no/such/dir")
@@ -204,7 +204,7 @@ def test_missing_cwd_fails_creation_and_leaves_nothing(sbx: Sandbox, lang: Lang)
 # -- environment variables ------------------------------------------------------------------------------
 
 
-def test_per_execution_env_vars_are_restored(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_per_execution_env_vars_are_restored(sbx: Sandbox, lang: Lang) -> None:
     show = lang.show_env.format(k="PER_EXEC")
     seen = stdout(run(sbx, lang, show, envs={"PER_EXEC": ODD_VALUE})).strip()
     assert seen == (f"{ODD_VALUE} {ODD_VALUE}" if lang.name == "java" else ODD_VALUE)
@@ -212,7 +212,7 @@ def test_per_execution_env_vars_are_restored(sbx: Sandbox, lang: Lang) -> None: 
     assert after == ("unset unset" if lang.name == "java" else "unset")
 
 
-def test_sandbox_env_vars_and_overrides(sbx: Sandbox, lang: Lang, code_daemon) -> None:  # noqa: F811
+def test_sandbox_env_vars_and_overrides(sbx: Sandbox, lang: Lang, code_daemon) -> None:
     r = httpx.post(f"{code_daemon.url}/init", json={"envVars": {"SBX_LANG": "sandbox"}})
     assert r.status_code == 204
     show = lang.show_env.format(k="SBX_LANG")
@@ -226,7 +226,7 @@ def test_sandbox_env_vars_and_overrides(sbx: Sandbox, lang: Lang, code_daemon) -
 
 
 @pytest.mark.slow
-def test_timeout_interrupts_and_the_context_stays_usable(sbx: Sandbox, lang: Lang) -> None:  # noqa: F811
+def test_timeout_interrupts_and_the_context_stays_usable(sbx: Sandbox, lang: Lang) -> None:
     run(sbx, lang, lang.set_state)
     started = time.monotonic()
     with pytest.raises(TimeoutException):

@@ -141,7 +141,8 @@ def error(name: str, value: str, traceback: str = "") -> dict:
      error("NumberFormatException", 'For input string: "nope"',
            'java.lang.NumberFormatException: For input string: "nope"')),
     ("java", error("CompilationException", "[snippet: [int y = ;], status: REJECTED]",
-                   "\x1b[39m\x1b[1m|   \x1b[39m\x1b[1mint y = ;\x1b[0m\n\x1b[1m\x1b[31millegal start of expression\x1b[0m\n"),
+                   "\x1b[39m\x1b[1m|   \x1b[39m\x1b[1mint y = ;\x1b[0m\n"
+                   "\x1b[1m\x1b[31millegal start of expression\x1b[0m\n"),
      error("CompilationException", "illegal start of expression", "|   int y = ;\nillegal start of expression\n")),
     ("r", error("ERROR", "Error in eval(expr, envir, enclos): boom\n", "Error in eval(expr, envir, enclos): boom\n"),
      error("Error", "Error in eval(expr, envir, enclos): boom", "Error in eval(expr, envir, enclos): boom\n")),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
+
+from .routing import NO_REPLY
 
 DEFAULT_LANGUAGE = "python"
 _ALIASES = {"js": "javascript", "ts": "typescript"}
@@ -42,8 +43,9 @@ def kernel_spec_name(language: str) -> str:
 
 
 def cwd_must_exist(language: str) -> bool:
-    """§1.6, §4.6: a missing cwd fails creation except in Python (IPython's `%cd` only prints there) and
-    languages without a cwd statement."""
+    """§1.6, §4.6: a missing cwd fails creation, except in Python (IPython's `%cd` only prints there) and
+    unknown languages (upstream applies no cwd to them). Kernels are launched in the cwd itself, which also
+    gives Java its `user.dir` and survives restarts (Q4)."""
     return language in _KERNEL_SPECS and language != "python"
 
 
@@ -119,7 +121,8 @@ def _bash(text: str) -> str:
 
 
 # Java: the process env behind System.getenv() is an unmodifiable wrapper; with java.util opened (the java
-# kernelspec's JJAVA_JVM_OPTS, scripts/setup-kernels.sh) its backing map `m` is writable. System properties are set too (what upstream uses, §4.7).
+# kernelspec's JJAVA_JVM_OPTS, scripts/setup-kernels.sh) its backing map `m` is writable. System properties
+# are set too (what upstream uses, §4.7).
 def _java_env(call: str) -> str:
     """A block: JShell lets top-level code throw checked exceptions, and nothing leaks into user scope."""
     return ('{ var m = System.getenv().getClass().getDeclaredField("m"); m.setAccessible(true); '
@@ -175,7 +178,7 @@ def error_event(language: str, event: dict) -> dict:
     elif language == "bash" and not name and value.isdigit():
         # bash_kernel: the cell's last command failed; only its exit status comes back.
         name, value = "NonZeroExitCode", f"Command exited with code {value}"
-    elif language == "bash" and name == NO_REPLY_NAME:
+    elif language == "bash" and name == NO_REPLY["name"]:
         name, value = "SyntaxError", "Incomplete input: an unclosed quote, bracket or block?"
     elif language == "java" and name == "RuntimeException" and (match := _JAVA_THROWN.match(value)):
         # JJava: "java.lang.NumberFormatException, For input string: ..." for whatever the cell threw.
@@ -190,5 +193,4 @@ def error_event(language: str, event: dict) -> dict:
     return {**event, "name": name, "value": value, "traceback": traceback}
 
 
-NO_REPLY_NAME = "KernelError"  # routing.NO_REPLY
 _JAVA_THROWN = re.compile(r"^([\w.$]+)(?:, (.*))?$", re.DOTALL)

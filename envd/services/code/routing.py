@@ -180,7 +180,8 @@ class Router:
         status = content.get("status")
         execution.replied = True
         if status == "error":
-            execution.reply_error = (content.get("ename", ""), content.get("evalue", ""), content.get("traceback") or [])
+            execution.reply_error = (content.get("ename", ""), content.get("evalue", ""),
+                                     content.get("traceback") or [])
         elif status in ("abort", "aborted"):
             # Q6: Jupyter kernels say `aborted`; no execute_input/idle may follow, so end here.
             execution.emit(dict(ABORTED))
