@@ -98,7 +98,8 @@ async def test_reply_error_first_yields_to_the_iopub_error() -> None:
 
 
 async def test_traceback_joiner_is_per_router() -> None:
-    router = Router(traceback_joiner="\n")
+    router = Router()
+    router.traceback_joiner = "\n"
     ex = router.register("a")
     router.on_iopub(msg("error", "a", {"ename": "E", "evalue": "v", "traceback": ["l1", "l2"]}))
     assert drain(ex)[0]["traceback"] == "l1\nl2"
