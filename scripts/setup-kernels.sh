@@ -9,7 +9,10 @@ here="$(dirname "$0")"
 requirements="$here/kernels-requirements.txt"
 stamp="$prefix/.envd-kernels-$(cat "$requirements" "$0" | sha256sum | cut -c1-16)"
 specs="$prefix/share/jupyter/kernels"
-if [[ -f "$stamp" ]] && for k in python3 bash deno java ir; do [[ -f "$specs/$k/kernel.json" ]] || exit 1; done; then
+installed() {
+  for k in python3 bash deno java ir; do [[ -f "$specs/$k/kernel.json" ]] || return 1; done
+}
+if [[ -f "$stamp" ]] && installed; then
   exit 0
 fi
 
