@@ -12,6 +12,8 @@ class Config:
     # Local mode (-isnotfc): no MMDS, E2B_SANDBOX=false (spec/envd.md §1.2).
     is_not_fc: bool = False
     verbose: bool = False
+    # Firecracker metadata service (spec/envd.md §8.1); tests point it at a loopback stand-in.
+    mmds_address: str = "http://169.254.169.254"
     cgroup_root: str = "/sys/fs/cgroup"
     no_cgroups: bool = False
     # Local runs only: the default user/workdir before any /init sets them (upstream: root / unset).

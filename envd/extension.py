@@ -13,8 +13,12 @@ from .api.rpc import EnvdInterceptor
 from .config import Config
 from .host.cgroups import create_cgroup_manager
 from .services.filesystem.rpc import FilesystemService
+from .services.git.rpc import GitService
+from .services.metrics.rpc import MetricsService
 from .services.process.rpc import ProcessService
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
+from .spec.git.git_connect import GitASGIApplication
+from .spec.metrics.metrics_connect import MetricsASGIApplication
 from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
 
@@ -30,12 +34,16 @@ def build_extension(config: Config, state: SandboxState) -> Extension:
     filesystem = FilesystemService(state)
     # §1.3 step 7: the process service places its children through this (§8.9).
     process = ProcessService(state, cgroups=create_cgroup_manager(config))
+    metrics = MetricsService()
+    git = GitService(state)  # our own service (proto/git); dulwich is imported on first use
     services = [
         FilesystemASGIApplication(filesystem, **rpc_options),
         ProcessASGIApplication(process, **rpc_options),
+        MetricsASGIApplication(metrics, **rpc_options),
+        GitASGIApplication(git, **rpc_options),
     ]
     return Extension(
         routes=build_routes(FileRoutes(state).routes()),
         services={svc.path: svc for svc in services},
-        on_shutdown=[filesystem.close, process.close],
+        on_shutdown=[filesystem.close, process.close, metrics.close, git.close],
     )

@@ -17,15 +17,11 @@ from .api.sandbox import SandboxRoutes
 from .config import Config
 from .host.ca_bundle import CABundleInstaller
 from .host.clock import NoClock, SystemClock
+from .host.mmds import MMDS, MMDSClient
 from .host.oom import protect_daemon
 from .state import SandboxState
 
 log = logging.getLogger("envd")
-
-
-async def mmds_absent() -> str | None:
-    # MMDS (Firecracker metadata) arrives with the host-integration work; until then it is "absent".
-    return None
 
 
 def initial_state(config: Config) -> SandboxState:
@@ -46,20 +42,36 @@ def write_run_files(config: Config, state: SandboxState) -> None:
         log.warning("cannot write %s: %s", config.run_dir, err)
 
 
-def build_app(config: Config, state: SandboxState) -> EnvdApp:
+def start_mmds(config: Config, state: SandboxState) -> MMDS:
+    """§1.3 steps 5-6: FC mode polls MMDS in the background and ships logs to the collector it names."""
+    mmds = MMDS(state, config.run_dir, MMDSClient(config.mmds_address), enabled=not config.is_not_fc)
+    if mmds.enabled:
+        from .host.log_export import LogExporter
+
+        exporter = LogExporter()
+        logging.getLogger().addHandler(exporter)
+        mmds.listeners.append(exporter.configure)
+        mmds.start()
+    return mmds
+
+
+def build_app(config: Config, state: SandboxState, mmds: MMDS) -> EnvdApp:
     """The light routes (/health, /init, /envs, /metrics) at once; services once serving has started."""
     sandbox = SandboxRoutes(
         state,
         clock=NoClock() if config.is_not_fc else SystemClock(),
-        mmds_token_hash=mmds_absent,
+        mmds_token_hash=mmds.token_hash,
         install_ca_bundle=CABundleInstaller().install,
+        after_init=mmds.repoll,
     )
 
     async def load_extension() -> Extension:
         module = await asyncio.to_thread(importlib.import_module, "envd.extension")
         return module.build_extension(config, state)
 
-    return EnvdApp(state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension)
+    return EnvdApp(
+        state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension, on_shutdown=[mmds.close],
+    )
 
 
 def port_unavailable(host: str, port: int) -> str | None:
@@ -139,7 +151,8 @@ async def serve(config: Config) -> None:
     config = without_busy_code_port(config)
     state = initial_state(config)
     write_run_files(config, state)
-    app = with_code_port(config, state, build_app(config, state))
+    mmds = start_mmds(config, state)
+    app = with_code_port(config, state, build_app(config, state, mmds))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -107,11 +107,13 @@ class SandboxRoutes:
         clock: Clock,
         mmds_token_hash: Callable[[], Awaitable[str | None]],
         install_ca_bundle: Callable[[str], Awaitable[None]],
+        after_init: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
         self.mmds_token_hash = mmds_token_hash
         self.install_ca_bundle = install_ca_bundle
+        self.after_init = after_init  # §3.4.2 step 10: MMDS re-poll
         self._init_lock = asyncio.Lock()
         metrics.prime_cpu_sampler()
 
@@ -172,4 +174,6 @@ class SandboxRoutes:
                     await send_text(send, 400, f"failed to install CA bundle: {err}", [VERSION_HEADER])
                     return
             self.state.initialized = True
+            if self.after_init is not None:
+                self.after_init()
         await send_response(send, 204, headers=[VERSION_HEADER, NO_STORE])
