@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml scripts/setup-system.sh scripts/setup-user.sh tests/e2e
 	cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-# Python kernel venv + kernelspec for the code-interpreter API on port 49999 (envd -kernels-prefix).
+# Kernels of every language (venv + kernelspecs, R/JDK from apt) for the code-interpreter API on port 49999 (envd -kernels-prefix).
 KERNELS ?= /opt/envd-kernels
 kernels:
 	bash scripts/setup-kernels.sh $(KERNELS)

@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from envd.services.code.kernel_env import kernel_dirs, kernel_environment, write_ipython_dir
 from envd.services.code.kernels import Kernel, KernelStartError
+from envd.services.code import routing
 from envd.services.code.routing import END, Router, timestamp
 
 PREFIX = "/opt/envd-kernels"
@@ -82,6 +83,43 @@ async def test_reply_only_error_still_reported_with_empty_defaults() -> None:
     router.on_shell(msg("execute_reply", "a", {"status": "error"}))
     router.on_iopub(msg("status", "a", {"execution_state": "idle"}))
     assert drain(ex) == [{"type": "error", "name": "", "value": "", "traceback": ""}, END]
+
+
+async def test_reply_error_first_yields_to_the_iopub_error() -> None:
+    # Deno: the reply (empty ename/evalue) overtakes the IOPub error on the other socket
+    router = Router()
+    ex = router.register("a")
+    router.on_shell(msg("execute_reply", "a", {"status": "error"}))
+    router.on_iopub(msg("execute_input", "a", {"execution_count": 1}))
+    router.on_iopub(msg("error", "a", {"ename": "SyntaxError", "evalue": "bad", "traceback": ["l1", "l2"]}))
+    router.on_iopub(msg("status", "a", {"execution_state": "idle"}))
+    assert drain(ex) == [{"type": "number_of_executions", "execution_count": 1},
+                         {"type": "error", "name": "SyntaxError", "value": "bad", "traceback": "l1l2"}, END]
+
+
+async def test_traceback_joiner_is_per_router() -> None:
+    router = Router()
+    router.traceback_joiner = "\n"
+    ex = router.register("a")
+    router.on_iopub(msg("error", "a", {"ename": "E", "evalue": "v", "traceback": ["l1", "l2"]}))
+    assert drain(ex)[0]["traceback"] == "l1\nl2"
+
+
+async def test_idle_without_a_reply_ends_after_a_grace_period(monkeypatch) -> None:
+    # bash_kernel's handler raises on incomplete input: idle comes, the reply never does
+    monkeypatch.setattr(routing, "NO_REPLY_GRACE_SECONDS", 0.05)
+    router = Router()
+    ex = router.register("a")
+    router.on_iopub(msg("status", "a", {"execution_state": "idle"}))
+    assert not ex.done
+    await asyncio.wait_for(ex.ended.wait(), 5)
+    assert drain(ex) == [dict(routing.NO_REPLY), END] and router.executions == {}
+    # a reply in time: no error
+    ok = router.register("b")
+    router.on_iopub(msg("status", "b", {"execution_state": "idle"}))
+    router.on_shell(msg("execute_reply", "b", {"status": "ok"}))
+    await asyncio.sleep(0.1)
+    assert drain(ok) == [END]
 
 
 @pytest.mark.parametrize("status", ["abort", "aborted"])

@@ -48,6 +48,8 @@ class Context:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Sandbox env vars as last set in this kernel (§4.7); emptied by a restart.
     injected: dict[str, str] = field(default_factory=dict)
+    # User cells run since the kernel (re)started, for kernels whose counter counts silent cells too.
+    executions: int = 0
 
     def info(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -73,12 +75,18 @@ class CodeService:
     # -- contexts ---------------------------------------------------------------------------------------
 
     async def start_defaults(self) -> None:
-        """§4.4: the default python context, created in the background after the daemon is up."""
+        """§4.4: the default python context, created in the background after the daemon is up, then the
+        javascript one (listed second, §1.5). Only python gates /health: a Deno kernel costs ~0.5 s more."""
         try:
             await self.default_context("python")
         except Exception as err:
             self.start_error = getattr(err, "message", str(err))
             log.error("default python context failed: %s", self.start_error)
+            return
+        try:
+            await self.default_context("javascript")
+        except Exception as err:  # created lazily on first use instead
+            log.warning("default javascript context failed: %s", getattr(err, "message", str(err)))
 
     async def _environment(self) -> dict[str, str]:
         async with self._prepare_lock:
@@ -103,6 +111,8 @@ class CodeService:
         """A new context; its kernel runs as `user` (None: as the daemon, like upstream's kernels)."""
         language = languages.normalize(language)
         cwd = cwd or DEFAULT_CWD
+        if languages.cwd_must_exist(language) and not os.path.isdir(cwd):
+            raise Internal("Failed to set working directory")  # §1.6; nothing started, nothing left (Q8)
         # §4.6: the kernel starts in the requested directory. (IPython's `%cd` only prints for a missing
         # directory, so such a context is still created, in the default directory.) Launching there
         # directly also survives restarts (Q4).
@@ -114,6 +124,7 @@ class CodeService:
             env, connection_dir = await self._user_environment(switch)
         kernel = Kernel(languages.kernel_spec_name(language), kernel_dirs(self.kernels_prefix), launch_cwd,
                         env, switch, connection_dir)
+        kernel.router.traceback_joiner = languages.traceback_joiner(language)
         try:
             kernel_id = await kernel.start()
         except NoSuchKernel as err:
@@ -181,6 +192,7 @@ class CodeService:
     async def restart(self, context_id: str) -> None:
         context = self.get(context_id)
         context.injected = {}
+        context.executions = 0
         try:
             await context.kernel.restart()
         except Exception as err:
@@ -267,7 +279,7 @@ class CodeService:
                 silence = 0.0
                 if event is END:
                     break
-                yield event
+                yield self._shaped(context, event)
             finished = True
             yield dict(END_OF_EXECUTION)
         finally:
@@ -277,6 +289,15 @@ class CodeService:
             else:
                 abandoned = execution if execution is not None and not finished else None
                 self._spawn(self._settle(context, abandoned, env_vars))
+
+    def _shaped(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Kernel events in the common shape: errors per language, counters that skip internal cells (§4.5)."""
+        if event["type"] == "error":
+            return languages.error_event(context.language, event)
+        if event["type"] == "number_of_executions" and languages.counts_silent_cells(context.language):
+            context.executions += 1
+            return {**event, "execution_count": context.executions}
+        return event
 
     async def _settle(self, context: Context, abandoned: Execution | None, env_vars: dict[str, str]) -> None:
         """Runs holding the context's lock, then releases it."""
@@ -298,7 +319,11 @@ class CodeService:
 
     async def _interrupt(self, context: Context, execution: Execution) -> bool:
         """§1.4: client gone = interrupt. Repeated each second within the grace period: a SIGINT that lands
-        between the kernel announcing the cell and running it is lost."""
+        between the kernel announcing the cell and running it is lost. Deno's kernel cannot be interrupted
+        (SIGINT kills it, notes/kernels.md): a restart instead, as upstream's JavaScript kernel does."""
+        if languages.interrupt_restarts(context.language):
+            await self._revive(context)
+            return True
         deadline = asyncio.get_running_loop().time() + INTERRUPT_GRACE_SECONDS
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             await context.kernel.interrupt()
@@ -311,6 +336,7 @@ class CodeService:
 
     async def _revive(self, context: Context) -> None:
         context.injected = {}
+        context.executions = 0
         await context.kernel.restart()
 
     async def _set_env(self, context: Context, env_vars: dict[str, str]) -> None:

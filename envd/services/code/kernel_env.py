@@ -1,8 +1,10 @@
-"""Where kernels come from and what they start with (code-interpreter.md §5, python parts).
+"""Where kernels come from and what they start with (code-interpreter.md §5).
 
-`make kernels` builds a venv (default /opt/envd-kernels) with ipykernel, matplotlib, pandas and Pillow and
-registers its kernelspec under <prefix>/share/jupyter/kernels. At start the daemon writes its IPython profile
-(§5.5 config, §5.7 startup scripts, shipped in envd/services/code/ipython/) into a directory of its own.
+`make kernels` (scripts/setup-kernels.sh) builds a venv (default /opt/envd-kernels) with ipykernel, matplotlib,
+pandas, Pillow, bash_kernel, Deno and JJava, installs R/IRkernel and the JDK from Debian, and registers every
+kernelspec under <prefix>/share/jupyter/kernels (python3, deno, ir, bash, java; names in languages.py). At
+start the daemon writes its IPython profile (§5.5 config, §5.7 startup scripts, shipped in
+envd/services/code/ipython/) into a directory of its own.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from ...auth.users import User
+from . import reaper
 from .flow import OutputBudget
 from .routing import CONNECTION_LOST, UNEXPECTED_END, Execution, Router
 
@@ -85,6 +86,7 @@ class Kernel:
         self._km: Any = None
         self._kc: Any = None
         self._readers: list[asyncio.Task] = []
+        self._pgid: int | None = None  # the kernel's process group, known to the reaper
 
     async def start(self, startup_timeout: float = 60) -> str:
         jc = await jupyter_client()
@@ -104,6 +106,7 @@ class Kernel:
             launch = {"user": self.user.uid, "group": self.user.gid, "extra_groups": self.user.groups()}
         try:
             await self._km.start_kernel(cwd=self.cwd, env=dict(self.env), **launch)
+            self._watch()
             await self._connect(startup_timeout)
         except Exception as err:
             await self._kill_quietly()
@@ -163,6 +166,14 @@ class Kernel:
     async def is_alive(self) -> bool:
         return self._km is not None and await self._km.is_alive()
 
+    def _watch(self) -> None:
+        """The reaper knows the live kernel's process group, and only that (reaper.py)."""
+        pgid = getattr(self._km.provisioner, "pgid", None) if self._km is not None and self._km.has_kernel else None
+        if pgid != self._pgid:
+            reaper.forget(self._pgid)
+            reaper.watch(pgid)
+            self._pgid = pgid
+
     def _signal_group(self, signum: int) -> None:
         # Synchronous on purpose: called from message handling, between two IOPub reads.
         pgid = getattr(self._km.provisioner, "pgid", None) if self._km is not None else None
@@ -184,6 +195,7 @@ class Kernel:
         await self._disconnect()
         try:
             await self._km.restart_kernel(now=True)
+            self._watch()
             await self._connect(timeout)
         except Exception as err:
             raise KernelStartError(str(err) or type(err).__name__) from err
@@ -194,11 +206,13 @@ class Kernel:
         if self._km is not None:
             await self._km.shutdown_kernel(now=True)
             self._km = None
+        self._watch()
 
     async def _kill_quietly(self) -> None:
         try:
             await self._disconnect()
             if self._km is not None and self._km.has_kernel:
                 await self._km.shutdown_kernel(now=True)
+            self._watch()
         except Exception:
             log.debug("cleanup of a failed kernel start failed", exc_info=True)

@@ -25,6 +25,14 @@ CONNECTION_LOST = {
     "value": "The connections was lost, rerun the code to get the results",  # sic, §1.4
     "traceback": "",
 }
+# The kernel went idle but never answered the request (bash_kernel's handler raises on incomplete input).
+NO_REPLY = {
+    "type": "error",
+    "name": "KernelError",
+    "value": "The kernel went idle without replying to the execution request",
+    "traceback": "",
+}
+NO_REPLY_GRACE_SECONDS = 2.0  # kernels reply before going idle; the sockets may reorder by a few ms
 UNEXPECTED_END = {
     "type": "error",
     "name": "UnexpectedEndOfExecution",
@@ -51,10 +59,15 @@ def timestamp(header: dict[str, Any]) -> str:
 class Execution:
     """One request in flight: its event queue and the flags of §4.8."""
 
-    def __init__(self, msg_id: str, silent: bool, budget: OutputBudget | None = None) -> None:
+    def __init__(self, msg_id: str, silent: bool, budget: OutputBudget | None = None,
+                 traceback_joiner: str = "") -> None:
         self.msg_id = msg_id
         self.silent = silent
         self.budget = budget  # None: unbounded (internal executions, whose output is tiny)
+        self.traceback_joiner = traceback_joiner
+        # The execute_reply's error, used only if IOPub brings none: it travels on the other socket and may
+        # come first, and some kernels (Deno) leave its ename/evalue empty.
+        self.reply_error: tuple[Any, Any, Any] | None = None
         self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.errored = False
         self.idle = False
@@ -100,11 +113,13 @@ class Execution:
             return
         self.errored = True
         if isinstance(traceback, list):
-            traceback = "".join(str(line) for line in traceback)
+            traceback = self.traceback_joiner.join(str(line) for line in traceback)
         self.emit({"type": "error", "name": str(name or ""), "value": str(value or ""), "traceback": traceback or ""})
 
     def _maybe_finish(self) -> None:
         if self.idle and self.replied:
+            if self.reply_error is not None:
+                self.error(*self.reply_error)
             self.finish()
 
 
@@ -114,9 +129,10 @@ class Router:
     def __init__(self, budget: OutputBudget | None = None) -> None:
         self.executions: dict[str, Execution] = {}
         self.budget = budget
+        self.traceback_joiner = ""  # §1.4: IPython's lines carry their own newlines (languages.py)
 
     def register(self, msg_id: str, silent: bool = False) -> Execution:
-        execution = Execution(msg_id, silent, None if silent else self.budget)
+        execution = Execution(msg_id, silent, None if silent else self.budget, self.traceback_joiner)
         self.executions[msg_id] = execution
         return execution
 
@@ -169,6 +185,13 @@ class Router:
             execution._maybe_finish()
             if execution.done:
                 self.executions.pop(execution.msg_id, None)
+            else:
+                asyncio.get_running_loop().call_later(NO_REPLY_GRACE_SECONDS, self._no_reply, execution)
+
+    def _no_reply(self, execution: Execution) -> None:
+        if not execution.done and not execution.replied and self.executions.get(execution.msg_id) is execution:
+            execution.error(NO_REPLY["name"], NO_REPLY["value"], "")
+            self._end(execution)
 
     def on_shell(self, msg: dict[str, Any]) -> None:
         msg_type = msg.get("msg_type") or (msg.get("header") or {}).get("msg_type")
@@ -181,7 +204,8 @@ class Router:
         status = content.get("status")
         execution.replied = True
         if status == "error":
-            execution.error(content.get("ename", ""), content.get("evalue", ""), content.get("traceback") or [])
+            execution.reply_error = (content.get("ename", ""), content.get("evalue", ""),
+                                     content.get("traceback") or [])
         elif status in ("abort", "aborted"):
             # Q6: Jupyter kernels say `aborted`; no execute_input/idle may follow, so end here.
             execution.emit(dict(ABORTED))
