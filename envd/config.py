@@ -14,6 +14,10 @@ class Config:
     verbose: bool = False
     cgroup_root: str = "/sys/fs/cgroup"
     no_cgroups: bool = False
+    # FIFREEZE target of /fsfreeze (§3.9): None = `/` in the VM, nothing in local mode (never the dev machine's).
+    fsfreeze_path: str | None = None
+    # Where loopback-only listeners are made reachable (§8.3).
+    port_forward_address: str = "169.254.0.21"
     # Local runs only: the default user/workdir before any /init sets them (upstream: root / unset).
     default_user: str = "root"
     default_workdir: str | None = None

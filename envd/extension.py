@@ -11,7 +11,7 @@ from .api.codecs import rpc_codecs
 from .api.files import FileRoutes
 from .api.rpc import EnvdInterceptor
 from .config import Config
-from .host.cgroups import create_cgroup_manager
+from .host.cgroups import CgroupManager, create_cgroup_manager
 from .services.filesystem.rpc import FilesystemService
 from .services.process.rpc import ProcessService
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
@@ -19,7 +19,7 @@ from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
 
 
-def build_extension(config: Config, state: SandboxState) -> Extension:
+def build_extension(config: Config, state: SandboxState, cgroups: CgroupManager | None = None) -> Extension:
     rpc_options = dict(
         interceptors=[EnvdInterceptor(state)],
         read_max_bytes=config.rpc_read_max_bytes,
@@ -29,7 +29,7 @@ def build_extension(config: Config, state: SandboxState) -> Extension:
     )
     filesystem = FilesystemService(state)
     # §1.3 step 7: the process service places its children through this (§8.9).
-    process = ProcessService(state, cgroups=create_cgroup_manager(config))
+    process = ProcessService(state, cgroups=cgroups or create_cgroup_manager(config))
     services = [
         FilesystemASGIApplication(filesystem, **rpc_options),
         ProcessASGIApplication(process, **rpc_options),

@@ -15,9 +15,9 @@ from pathlib import Path
 from .api.app import EnvdApp, Extension, build_routes
 from .api.sandbox import SandboxRoutes
 from .config import Config
-from .host.ca_bundle import CABundleInstaller
-from .host.clock import NoClock, SystemClock
+from .api.control import ControlRoutes
 from .host.oom import protect_daemon
+from .host.setup import Host, build_host
 from .state import SandboxState
 
 log = logging.getLogger("envd")
@@ -46,20 +46,24 @@ def write_run_files(config: Config, state: SandboxState) -> None:
         log.warning("cannot write %s: %s", config.run_dir, err)
 
 
-def build_app(config: Config, state: SandboxState) -> EnvdApp:
-    """The light routes (/health, /init, /envs, /metrics) at once; services once serving has started."""
+def build_app(config: Config, state: SandboxState, host: Host | None = None) -> EnvdApp:
+    """The light routes (/health, /init, /envs, /metrics, control) at once; services once serving has started."""
+    host = host or build_host(config)
     sandbox = SandboxRoutes(
         state,
-        clock=NoClock() if config.is_not_fc else SystemClock(),
+        clock=host.clock,
         mmds_token_hash=mmds_absent,
-        install_ca_bundle=CABundleInstaller().install,
+        install_ca_bundle=host.ca_bundle.install,
+        freezer=host.freezer,
+        volumes=host.volumes,
     )
+    control = ControlRoutes(state, host.freezer, host.fsfreeze)
 
     async def load_extension() -> Extension:
         module = await asyncio.to_thread(importlib.import_module, "envd.extension")
-        return module.build_extension(config, state)
+        return module.build_extension(config, state, cgroups=host.cgroups)
 
-    return EnvdApp(state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension)
+    return EnvdApp(state=state, routes=build_routes(sandbox.routes(), control.routes()), load_extension=load_extension)
 
 
 def port_unavailable(host: str, port: int) -> str | None:
@@ -139,11 +143,16 @@ async def serve(config: Config) -> None:
     config = without_busy_code_port(config)
     state = initial_state(config)
     write_run_files(config, state)
-    app = with_code_port(config, state, build_app(config, state))
+    host = build_host(config)
+    app = with_code_port(config, state, build_app(config, state, host))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("envd listening", extra={"fields": {"port": config.port, "code_port": config.code_port, "pid": os.getpid()}})
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
+    host.start()
+    try:
+        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
+    finally:
+        await host.close()
     log.info("envd stopped")

@@ -1,0 +1,50 @@
+"""The host-integration pieces for this run (spec/envd.md §8), each implementation chosen once at start-up:
+the real one where the machine has what it needs, a no-op (logged once) where it does not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from .ca_bundle import CABundleInstaller
+from .cgroups import WORKLOAD_KINDS, CgroupManager, create_cgroup_manager
+from .clock import NoClock, SystemClock
+from .freezer import Freezer
+from .fsfreeze import FilesystemFreezer, Fsfreeze, NoFsfreeze
+from .ports import NoPortForwarder, PortForwarder, create_port_forwarder
+from .volumes import VolumeMounter
+
+
+@dataclass
+class Host:
+    cgroups: CgroupManager
+    freezer: Freezer
+    fsfreeze: FilesystemFreezer
+    ports: PortForwarder | NoPortForwarder
+    volumes: VolumeMounter
+    ca_bundle: CABundleInstaller
+    clock: SystemClock | NoClock
+
+    def start(self) -> None:
+        """Background work that needs the running loop (§1.3 step 10: the port scanner)."""
+        self.ports.start()
+
+    async def close(self) -> None:
+        await self.freezer.close()
+        await self.ports.close()
+
+
+def build_host(config: Config) -> Host:
+    cgroups = create_cgroup_manager(config)
+    workload = [path for kind in WORKLOAD_KINDS if (path := cgroups.group_path(kind)) is not None]
+    # In the VM the root filesystem; a local run freezes only a filesystem it was explicitly given.
+    fs_target = config.fsfreeze_path or (None if config.is_not_fc else "/")
+    return Host(
+        cgroups=cgroups,
+        freezer=Freezer(getattr(cgroups, "root", None), workload),
+        fsfreeze=Fsfreeze(fs_target) if fs_target else NoFsfreeze(),
+        ports=create_port_forwarder(config.port_forward_address, cgroups.procs_path("socat")),
+        volumes=VolumeMounter(),
+        ca_bundle=CABundleInstaller(),
+        clock=NoClock() if config.is_not_fc else SystemClock(),
+    )
