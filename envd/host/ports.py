@@ -53,9 +53,9 @@ def loopback_listeners(net_dir: str = "/proc/net") -> list[Listener]:
             with open(os.path.join(net_dir, name)) as table:
                 next(table, None)  # header
                 for line in table:
+                    if line.split(None, 4)[3:4] != [_LISTEN]:
+                        continue  # most lines: connections (a short split is enough to tell)
                     fields = line.split()
-                    if len(fields) < 10 or fields[3] != _LISTEN:
-                        continue
                     address, _, port = fields[1].partition(":")
                     family = _LOOPBACK.get(address)
                     if family is not None:
