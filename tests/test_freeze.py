@@ -22,7 +22,9 @@ import pytest
 
 from envd.errors import Canceled, InvalidArgument
 from envd.host.freezer import Freezer, check_freeze_args, own_cgroup, plan_hierarchy
+from envd.host.fsfreeze import Fsfreeze
 from tests.conftest import start_daemon, stop_daemon
+from tests.test_fsfreeze import loop_fs  # noqa: F401 (fixture)
 from tests.unit.test_cgroups import cgroup2_mount, cgroup_parent, reap, spawn_into  # noqa: F401 (fixtures)
 
 COUNTER = (  # rename, so that a process frozen mid-write never leaves the file empty
@@ -348,3 +350,54 @@ def test_daemon_refuses_bad_freeze_parameters_and_freezes_nothing(tmp_path: Path
         assert httpx.get(f"{daemon.url}/health", timeout=10).status_code == 204
     finally:
         stop_daemon(daemon)
+
+
+# -- a workload that cannot freeze: a writer blocked in the kernel on a frozen filesystem -------------------------
+
+
+@pytest.fixture
+def stuck_writer(groups: Path, loop_fs: Path) -> Iterator[subprocess.Popen]:  # noqa: F811
+    """A process in `user` sleeping uninterruptibly (a write to a frozen fs): the cgroup freezer cannot stop
+    it, so its group never reports `frozen 1` until the filesystem is thawed."""
+    fs = Fsfreeze(str(loop_fs))
+    asyncio.run(fs.freeze())
+    child = spawn_into(str(groups / "user" / "cgroup.procs"), "sh", "-c", f"echo data > {loop_fs / 'f'}")
+    try:
+        wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "D",
+                 what="the writer to block")
+        yield child
+    finally:
+        asyncio.run(fs.thaw())
+        for freeze in groups.rglob("cgroup.freeze"):
+            freeze.write_text("0")
+        reap(child)
+
+
+def test_a_group_that_does_not_freeze_in_time_is_reported_not_frozen(groups: Path, stuck_writer) -> None:
+    async def scenario() -> None:
+        freezer = Freezer(str(groups), [str(groups / "user"), str(groups / "ptys")])
+        result = await freezer.freeze("legacy", 512, 300)
+        assert (result.requested, result.frozen, result.not_frozen, result.failed) == (2, 1, 1, 0)
+        assert result.wait_ms >= 300
+        audit = freezer.audit()
+        assert (audit["frozen"], audit["violations"]) == (1, 1)
+        await freezer.thaw()
+
+    asyncio.run(scenario())
+
+
+def test_daemon_answers_503_when_the_caller_leaves_during_the_wait(tmp_path: Path, groups: Path, stuck_writer) -> None:
+    daemon = start_daemon(tmp_path, "-cgroup-root", str(groups))
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{daemon.url}/freeze", params={"maxWaitMs": 60_000}, timeout=1.5)
+        # The daemon gave up the wait (and the lock) when the client left: the next freeze is answered at once.
+        started = time.monotonic()
+        answer = httpx.post(f"{daemon.url}/freeze", params={"maxWaitMs": 200}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["notFrozen"] == 1
+        assert time.monotonic() - started < 10
+        assert httpx.post(f"{daemon.url}/unfreeze", timeout=30).status_code == 204
+        assert freeze_setting(groups / "user") == "0"
+    finally:
+        stop_daemon(daemon)
+    assert "caller disconnected while waiting" in (tmp_path / "envd.log").read_text()
