@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from envd.config import Config
 from envd.errors import Canceled, InvalidArgument
 from envd.host.freezer import Freezer, check_freeze_args, own_cgroup, plan_hierarchy
 from envd.host.fsfreeze import Fsfreeze
+from envd.host.setup import freeze_whole_tree
 from tests.conftest import start_daemon, stop_daemon
 from tests.test_fsfreeze import loop_fs  # noqa: F401 (fixture)
 from tests.unit.test_cgroups import cgroup2_mount, cgroup_parent, reap, spawn_into  # noqa: F401 (fixtures)
@@ -401,3 +403,28 @@ def test_daemon_answers_503_when_the_caller_leaves_during_the_wait(tmp_path: Pat
     finally:
         stop_daemon(daemon)
     assert "caller disconnected while waiting" in (tmp_path / "envd.log").read_text()
+
+
+def test_a_local_run_confines_freeze_and_thaw_to_its_own_groups(groups: Path, tmp_path: Path) -> None:
+    assert freeze_whole_tree(Config(is_not_fc=False))  # the VM: every cgroup is the sandbox's
+    assert not freeze_whole_tree(Config(is_not_fc=True))  # a local run on the machine's own hierarchy
+    assert freeze_whole_tree(Config(is_not_fc=True, cgroup_root=str(groups)))  # a root of its own (the tests)
+
+    counter = tmp_path / "counter"
+    child = busy_in(groups / "other", counter)
+    try:
+        (groups / "paused").mkdir()
+        (groups / "paused" / "cgroup.freeze").write_text("1")  # frozen by someone else, before envd started
+
+        async def scenario() -> None:
+            freezer = Freezer(str(groups), [str(groups / "user"), str(groups / "ptys")], whole_tree=False)
+            result = await freezer.freeze("hierarchy", 512, 10_000)
+            assert (result.mode, result.visited, result.requested, result.frozen) == ("hierarchy", 2, 2, 2)
+            await asyncio.to_thread(assert_moving, counter)  # not envd's: untouched
+            thawed = await freezer.thaw()
+            assert (thawed.visited, thawed.thawed) == (2, 2)
+            assert freeze_setting(groups / "paused") == "1"  # not envd's to thaw either
+
+        asyncio.run(scenario())
+    finally:
+        reap(child)

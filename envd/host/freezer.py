@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import Canceled, InvalidArgument
+from .cgroups import write_value
 from .locks import acquire_unless
 
 log = logging.getLogger("envd")
@@ -91,14 +92,6 @@ def check_freeze_args(mode: str | None, max_cgroups: int | None, max_wait_ms: in
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
-
-
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
 
 
 def _subgroups(group: str) -> list[str]:
@@ -192,9 +185,13 @@ class Freezer:
         *,
         watchdog_s: float = WATCHDOG_S,
         allowlist: Iterable[str] = ALLOWLIST,
+        whole_tree: bool = True,
     ) -> None:
         self.root = root
         self.workload_groups = tuple(workload_groups)  # absolute paths of the `legacy` set (user, ptys)
+        # False: `hierarchy` and the thaw stay inside the workload groups (a local run on a machine whose
+        # other cgroups are not envd's to freeze or thaw).
+        self.whole_tree = whole_tree
         self.watchdog_s = watchdog_s
         self.allowlist = frozenset(allowlist)
         self._lock = asyncio.Lock()
@@ -245,7 +242,7 @@ class Freezer:
         result = FreezeResult(mode=mode)
         if self.root is None:
             return result, []
-        if mode == "legacy":
+        if mode == "legacy" or not self.whole_tree:
             plan = Plan(targets=list(self.workload_groups), visited=len(self.workload_groups))
         else:
             plan = plan_hierarchy(self.root, own_cgroup(self.root), cap, self.allowlist)
@@ -262,7 +259,7 @@ class Freezer:
                     continue
                 self._guest_frozen.discard(group)
                 if not already:
-                    _write(path, "1")
+                    write_value(path, "1")
             except OSError as err:
                 log.warning("cannot freeze %s: %s", group, err)
                 result.failed += 1
@@ -313,30 +310,29 @@ class Freezer:
     def _thaw_sweep(self) -> ThawResult:
         assert self.root is not None
         result = ThawResult()
-        queue = deque([self.root])
+        top = _subgroups(self.root) if self.whole_tree else [g for g in self.workload_groups if os.path.isdir(g)]
+        queue = deque(os.path.join(self.root, group) for group in top)
         while queue:
-            parent = queue.popleft()
-            for name in _subgroups(parent):
-                if result.visited >= MAX_CGROUPS:
-                    result.truncated = True
-                    break
-                result.visited += 1
-                group = os.path.join(parent, name)
-                queue.append(group)
-                if group in self._guest_frozen:
+            group = queue.popleft()
+            if result.visited >= MAX_CGROUPS:
+                result.truncated = True
+                break
+            result.visited += 1
+            queue.extend(os.path.join(group, name) for name in _subgroups(group))
+            if group in self._guest_frozen:
+                continue
+            path = os.path.join(group, "cgroup.freeze")
+            try:
+                if _read(path).strip() != "1":
                     continue
-                path = os.path.join(group, "cgroup.freeze")
-                try:
-                    if _read(path).strip() != "1":
-                        continue
-                    _write(path, "0")
-                except FileNotFoundError:
-                    continue  # vanished
-                except OSError as err:
-                    log.warning("cannot thaw %s: %s", group, err)
-                    result.failed += 1
-                    continue
-                result.thawed += 1
+                write_value(path, "0")
+            except FileNotFoundError:
+                continue  # vanished
+            except OSError as err:
+                log.warning("cannot thaw %s: %s", group, err)
+                result.failed += 1
+                continue
+            result.thawed += 1
         if not result.failed:
             self._ours.clear()
         else:

@@ -3,6 +3,7 @@ the real one where the machine has what it needs, a no-op (logged once) where it
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..config import Config
@@ -13,6 +14,8 @@ from .freezer import Freezer
 from .fsfreeze import FilesystemFreezer, Fsfreeze, NoFsfreeze
 from .ports import NoPortForwarder, PortForwarder, create_port_forwarder
 from .volumes import VolumeMounter
+
+log = logging.getLogger("envd")
 
 
 @dataclass
@@ -34,14 +37,24 @@ class Host:
         await self.ports.close()
 
 
+def freeze_whole_tree(config: Config) -> bool:
+    """§3.11 walks the whole cgroup tree (`hierarchy`, the thaw). In the VM every cgroup is the sandbox's; a
+    local run leaves the machine's other cgroups alone unless it was given a cgroup root of its own."""
+    whole = not config.is_not_fc or config.cgroup_root != Config.cgroup_root
+    if not whole:
+        log.info("local mode: freeze/thaw confined to envd's own groups (pass -cgroup-root to use a whole tree)")
+    return whole
+
+
 def build_host(config: Config) -> Host:
     cgroups = create_cgroup_manager(config)
     workload = [path for kind in WORKLOAD_KINDS if (path := cgroups.group_path(kind)) is not None]
+    root = getattr(cgroups, "root", None)
     # In the VM the root filesystem; a local run freezes only a filesystem it was explicitly given.
     fs_target = config.fsfreeze_path or (None if config.is_not_fc else "/")
     return Host(
         cgroups=cgroups,
-        freezer=Freezer(getattr(cgroups, "root", None), workload),
+        freezer=Freezer(root, workload, whole_tree=root is None or freeze_whole_tree(config)),
         fsfreeze=Fsfreeze(fs_target) if fs_target else NoFsfreeze(),
         ports=create_port_forwarder(config.port_forward_address, cgroups.procs_path("socat")),
         volumes=VolumeMounter(),
