@@ -428,3 +428,27 @@ def test_a_local_run_confines_freeze_and_thaw_to_its_own_groups(groups: Path, tm
         asyncio.run(scenario())
     finally:
         reap(child)
+
+
+def test_hierarchy_freeze_spares_the_daemons_own_cgroup_chain(tmp_path: Path, groups: Path) -> None:
+    """As in the VM: envd runs in system.slice/envd.service under the root it freezes; it must keep serving."""
+    own = groups / "system.slice" / "envd.service"
+    own.mkdir(parents=True)
+    counter = tmp_path / "counter"
+    neighbour = busy_in(groups / "system.slice" / "other.service", counter)
+    daemon = start_daemon(tmp_path, "-cgroup-root", str(groups))
+    try:
+        (own / "cgroup.procs").write_text(str(daemon.process.pid))
+        answer = httpx.post(f"{daemon.url}/freeze", params={"mode": "hierarchy", "maxWaitMs": 10_000}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        # other.service, ptys, user written; socats allowlisted; the chain (system.slice, envd.service) descended
+        assert (result["requested"], result["frozen"], result["allowlisted"]) == (3, 3, 1)
+        assert freeze_setting(own) == "0" and freeze_setting(groups / "system.slice") == "0"
+        assert httpx.get(f"{daemon.url}/health", timeout=10).status_code == 204  # envd itself still runs
+        assert_still(counter)
+        assert httpx.post(f"{daemon.url}/unfreeze", timeout=30).status_code == 204
+        assert_moving(counter)
+    finally:
+        stop_daemon(daemon)
+        reap(neighbour)

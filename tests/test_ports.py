@@ -101,6 +101,15 @@ def test_socat_command_and_cgroup_placement() -> None:
     assert placed[:2] == ["/bin/sh", "-c"] and placed[3:] == ["/cg/socats/cgroup.procs", "socat", "x"]
 
 
+def test_the_placement_wrapper_runs_the_command_even_where_the_group_refuses_it(tmp_path: Path) -> None:
+    procs = tmp_path / "cgroup.procs"
+    out = subprocess.run(in_cgroup(str(procs), ["sh", "-c", "echo $$"]), capture_output=True, text=True, check=True)
+    assert procs.read_text().strip() == out.stdout.strip()  # the pid written is the command's own (exec'd)
+    out = subprocess.run(in_cgroup(str(tmp_path / "absent" / "cgroup.procs"), ["echo", "ran"]),
+                         capture_output=True, text=True)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "ran\n", "")
+
+
 def test_bind_address_presence() -> None:
     assert address_exists("127.0.0.1")
     assert not address_exists("203.0.113.77")  # TEST-NET-3: configured nowhere
