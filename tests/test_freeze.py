@@ -329,6 +329,14 @@ def test_daemon_freeze_unfreeze_and_the_thaw_on_init(tmp_path: Path, groups: Pat
             "visited": 2, "frozen": 2, "escaped": 0, "violations": 0, "truncated": False}
         assert_moving(counter)
         assert "x-envd-freeze-audit" not in httpx.post(f"{daemon.url}/init", json={}, timeout=30).headers
+
+        # The thaw also runs when /init fails applying its data (here: an NFS volume that cannot be mounted).
+        assert httpx.post(f"{daemon.url}/freeze", timeout=30).status_code == 204
+        wait_for(lambda: "frozen 1" in (groups / "user" / "cgroup.events").read_text(), what="user frozen")
+        failed = httpx.post(f"{daemon.url}/init", json={"volumeMounts": [
+            {"nfs_target": "127.0.0.1:/no-export", "path": str(tmp_path / "vol")}]}, timeout=60)
+        assert failed.status_code == 400 and failed.text.startswith("failed to setup NFS volumes: ")
+        assert_moving(counter)
     finally:
         if pid is not None:
             os.kill(pid, 9)

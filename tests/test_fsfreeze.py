@@ -131,3 +131,24 @@ def test_daemon_fsfreeze_failure_is_a_json_500(tmp_path: Path) -> None:
         assert httpx.get(f"{daemon.url}/health", timeout=10).status_code == 204
     finally:
         stop_daemon(daemon)
+
+
+def test_freeze_gives_up_waiting_for_the_lock_when_the_caller_leaves_but_thaw_waits(loop_fs: Path) -> None:
+    from envd.errors import Canceled
+
+    async def scenario() -> None:
+        fs = Fsfreeze(str(loop_fs))
+        gone = asyncio.Event()
+        async with fs._lock:  # a freeze or thaw in progress
+            attempt = asyncio.ensure_future(fs.freeze(cancelled=gone))
+            thaw = asyncio.ensure_future(fs.thaw())
+            await asyncio.sleep(0.1)
+            gone.set()
+            with pytest.raises(Canceled):
+                await attempt
+            assert not thaw.done()
+        await asyncio.wait_for(thaw, 20)  # the thaw ran once the lock was free
+        child = writer(loop_fs / "c")  # and the filesystem was never frozen
+        assert await asyncio.to_thread(child.wait, 20) == 0
+
+    asyncio.run(scenario())

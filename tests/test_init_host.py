@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from envd.errors import InvalidArgument
+from envd.errors import Canceled, InvalidArgument
 from envd.host.ca_bundle import PERSISTED_COPY, SYSTEM_BUNDLE, CABundleInstaller, check_pem
 from envd.host.clock import SystemClock
 from envd.host.volumes import NFS_OPTIONS, MountError, Volume, VolumeMounter, mount_argv, parse_volumes
@@ -98,6 +98,24 @@ def test_a_new_bundle_replaces_the_previous_one_atomically(tmp_path: Path, test_
         assert bundle.stat().st_ino != inode  # by a rename, never a half-written bundle
         assert stat.S_IMODE(bundle.stat().st_mode) == 0o644
         assert persisted.read_text() == second
+
+    asyncio.run(scenario())
+
+
+def test_a_ca_install_waiting_for_another_gives_up_when_the_caller_leaves(tmp_path: Path, test_ca: Path) -> None:
+    bundle = tmp_path / "ca-certificates.crt"
+    bundle.write_text("SYSTEM CAS\n")
+
+    async def scenario() -> None:
+        installer = CABundleInstaller(bundle=bundle, persisted=tmp_path / "copy.crt")
+        gone = asyncio.Event()
+        async with installer._lock:  # another install in progress
+            attempt = asyncio.ensure_future(installer.install((test_ca / "ca.pem").read_text(), gone))
+            await asyncio.sleep(0.1)
+            gone.set()
+            with pytest.raises(Canceled, match="CA install already in progress"):
+                await attempt
+        assert bundle.read_text() == "SYSTEM CAS\n"
 
     asyncio.run(scenario())
 
