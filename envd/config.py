@@ -18,6 +18,8 @@ class Config:
     fsfreeze_path: str | None = None
     # Where loopback-only listeners are made reachable (§8.3).
     port_forward_address: str = "169.254.0.21"
+    # Set by an outgoing envd when it re-execs itself for a live upgrade (§3.12).
+    resume_handover: bool = False
     # Local runs only: the default user/workdir before any /init sets them (upstream: root / unset).
     default_user: str = "root"
     default_workdir: str | None = None

@@ -12,6 +12,7 @@ from .api.files import FileRoutes
 from .api.rpc import EnvdInterceptor
 from .config import Config
 from .host.cgroups import CgroupManager, create_cgroup_manager
+from .host.handover import Handover, Part
 from .services.filesystem.rpc import FilesystemService
 from .services.process.rpc import ProcessService
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
@@ -19,7 +20,9 @@ from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
 
 
-def build_extension(config: Config, state: SandboxState, cgroups: CgroupManager | None = None) -> Extension:
+def build_extension(
+    config: Config, state: SandboxState, cgroups: CgroupManager | None = None, handover: Handover | None = None
+) -> Extension:
     rpc_options = dict(
         interceptors=[EnvdInterceptor(state)],
         read_max_bytes=config.rpc_read_max_bytes,
@@ -30,6 +33,8 @@ def build_extension(config: Config, state: SandboxState, cgroups: CgroupManager 
     filesystem = FilesystemService(state)
     # §1.3 step 7: the process service places its children through this (§8.9).
     process = ProcessService(state, cgroups=cgroups or create_cgroup_manager(config))
+    if handover is not None:  # §3.12: processes survive a live upgrade
+        handover.register("processes", Part(export=process.table.export_handover, adopt=process.table.adopt))
     services = [
         FilesystemASGIApplication(filesystem, **rpc_options),
         ProcessASGIApplication(process, **rpc_options),

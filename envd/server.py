@@ -56,12 +56,13 @@ def build_app(config: Config, state: SandboxState, host: Host | None = None) -> 
         install_ca_bundle=host.ca_bundle.install,
         freezer=host.freezer,
         volumes=host.volumes,
+        handover=host.handover,
     )
-    control = ControlRoutes(state, host.freezer, host.fsfreeze)
+    control = ControlRoutes(state, host.freezer, host.fsfreeze, host.handover)
 
     async def load_extension() -> Extension:
         module = await asyncio.to_thread(importlib.import_module, "envd.extension")
-        return module.build_extension(config, state, cgroups=host.cgroups)
+        return module.build_extension(config, state, cgroups=host.cgroups, handover=host.handover)
 
     return EnvdApp(state=state, routes=build_routes(sandbox.routes(), control.routes()), load_extension=load_extension)
 
@@ -144,6 +145,9 @@ async def serve(config: Config) -> None:
     state = initial_state(config)
     write_run_files(config, state)
     host = build_host(config)
+    if config.resume_handover and host.handover.resume():
+        state.resumed = True
+        host.handover.arm_fallback_thaw()  # the workload stays frozen until /init, at most 60 s (§3.12)
     app = with_code_port(config, state, build_app(config, state, host))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

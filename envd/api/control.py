@@ -7,9 +7,10 @@ import asyncio
 import logging
 import re
 
-from ..errors import Canceled, EnvdError, InvalidArgument
+from ..errors import Canceled, EnvdError, FailedPrecondition, InvalidArgument
 from ..host.freezer import Freezer, check_freeze_args
 from ..host.fsfreeze import FilesystemFreezer
+from ..host.handover import Handover
 from ..state import SandboxState
 from .disconnect import watch_disconnect
 from .http import HTTPError, Request, Send, send_json, send_response, send_text
@@ -44,10 +45,12 @@ async def _finish(task: asyncio.Future):
 
 
 class ControlRoutes:
-    def __init__(self, state: SandboxState, freezer: Freezer, fsfreeze: FilesystemFreezer) -> None:
+    def __init__(self, state: SandboxState, freezer: Freezer, fsfreeze: FilesystemFreezer,
+                 handover: Handover | None = None) -> None:
         self.state = state
         self.freezer = freezer
         self.fsfreeze = fsfreeze
+        self.handover = handover
 
     def routes(self):
         return [
@@ -112,7 +115,8 @@ class ControlRoutes:
         await send_json(send, 200, counters, [NO_STORE])
 
     async def upgrade(self, request: Request, send: Send) -> None:
-        """§3.12: the pre-init guard and the target check as upstream; the re-exec itself is not built (501)."""
+        """§3.12: re-exec this envd in place with the workload kept alive. On success there is no answer at all
+        (the connection drops with the old process image); failures keep the old envd serving."""
         if not self.state.initialized:
             await send_text(send, 409, "envd not initialized")
             return
@@ -120,5 +124,18 @@ class ControlRoutes:
         if target not in ("", UPGRADE_TARGET):
             await send_text(send, 400, "unsupported upgrade target")
             return
-        await send_text(send, 501, "live upgrade is not supported by this envd")
-
+        if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+            # A Python envd is not one binary: a delivered replacement has nothing to be exec'd as.
+            await send_text(send, 501, "delivering a replacement binary is not supported: "
+                                       "send an empty body to re-exec the installed envd")
+            return
+        if self.handover is None:
+            await send_text(send, 501, "live upgrade is not supported by this envd")
+            return
+        try:
+            await self.handover.upgrade()
+        except FailedPrecondition as err:
+            await send_text(send, 409, err.message)
+        except EnvdError as err:
+            log.error("live upgrade failed: %s", err.message)
+            await send_text(send, 500, err.message)

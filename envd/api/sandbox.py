@@ -16,6 +16,7 @@ from ..errors import Canceled, InvalidArgument
 from ..host import metrics
 from ..host.ca_bundle import check_pem
 from ..host.freezer import Freezer
+from ..host.handover import Handover
 from ..host.locks import acquire_unless
 from ..host.volumes import MountError, Volume, VolumeMounter, parse_volumes
 from ..state import SandboxState
@@ -136,6 +137,7 @@ class SandboxRoutes:
         install_ca_bundle: Callable[[str, asyncio.Event | None], Awaitable[None]],
         freezer: Freezer | None = None,
         volumes: VolumeMounter | None = None,
+        handover: Handover | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -143,6 +145,7 @@ class SandboxRoutes:
         self.install_ca_bundle = install_ca_bundle
         self.freezer = freezer or Freezer(None)
         self.volumes = volumes or VolumeMounter()
+        self.handover = handover
         self._init_lock = asyncio.Lock()
         metrics.prime_cpu_sampler()
 
@@ -171,24 +174,28 @@ class SandboxRoutes:
         await send_json(send, 200, figures, [NO_STORE])
 
     async def init(self, request: Request, send: Send) -> None:
+        # §3.4.2 step 1: on every answer, errors and stale requests included.
+        fixed = [VERSION_HEADER]
+        if self.handover is not None and (report := self.handover.header()) is not None:
+            fixed.append(("x-envd-handover", report))
         try:
             body = InitRequest.parse(await request.body())
         except (InitBodyError, UnicodeDecodeError) as err:
             log.info("rejected /init body: %s", err)
-            await send_response(send, 400, headers=[VERSION_HEADER])
+            await send_response(send, 400, headers=fixed)
             return
         try:
             body.check()
         except InvalidArgument as err:
             log.info("rejected /init body: %s", err.message)
-            await send_text(send, 400, err.message, [VERSION_HEADER])
+            await send_text(send, 400, err.message, fixed)
             return
         async with watch_disconnect(request.receive) as gone:
             status, text, headers = await self._init_locked(body, gone)
         if text is None:
-            await send_response(send, status, headers=[VERSION_HEADER, *headers])
+            await send_response(send, status, headers=[*fixed, *headers])
         else:
-            await send_text(send, status, text, [VERSION_HEADER, *headers])
+            await send_text(send, status, text, [*fixed, *headers])
 
     async def _init_locked(self, body: InitRequest, gone: asyncio.Event) -> tuple[int, str | None, list]:
         try:
@@ -200,6 +207,8 @@ class SandboxRoutes:
             if reason := init_token_rejection(self.state.token, body.access_token, mmds_hash):
                 return 401, reason, []
             headers = []
+            if self.handover is not None:
+                self.handover.initialized()  # this /init thaws: the upgrade's fallback thaw is not needed
             if (audit := self.freezer.audit()) is not None:
                 headers.append(("x-envd-freeze-audit", json.dumps(audit, separators=(",", ":"))))
             try:

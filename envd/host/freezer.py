@@ -209,6 +209,11 @@ class Freezer:
     def guest_frozen(self) -> frozenset[str]:
         return frozenset(self._guest_frozen)
 
+    def adopt_guest_frozen(self, groups: list[str]) -> tuple[int, int]:
+        """Live upgrade (§3.12): the groups the previous envd found frozen by the guest stay the guest's."""
+        self._guest_frozen.update(groups)
+        return len(groups), 0
+
     # -- freeze ------------------------------------------------------------------------------------------
 
     async def freeze(self, mode: str, max_cgroups: int, max_wait_ms: int,

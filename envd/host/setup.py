@@ -11,6 +11,7 @@ from .ca_bundle import CABundleInstaller
 from .cgroups import WORKLOAD_KINDS, CgroupManager, create_cgroup_manager
 from .clock import NoClock, SystemClock
 from .freezer import Freezer
+from .handover import Handover, Part
 from .fsfreeze import FilesystemFreezer, Fsfreeze, NoFsfreeze
 from .ports import NoPortForwarder, PortForwarder, create_port_forwarder
 from .volumes import VolumeMounter
@@ -27,6 +28,7 @@ class Host:
     volumes: VolumeMounter
     ca_bundle: CABundleInstaller
     clock: SystemClock | NoClock
+    handover: Handover
 
     def start(self) -> None:
         """Background work that needs the running loop (§1.3 step 10: the port scanner)."""
@@ -52,12 +54,22 @@ def build_host(config: Config) -> Host:
     root = getattr(cgroups, "root", None)
     # In the VM the root filesystem; a local run freezes only a filesystem it was explicitly given.
     fs_target = config.fsfreeze_path or (None if config.is_not_fc else "/")
+    freezer = Freezer(root, workload, whole_tree=root is None or freeze_whole_tree(config))
+    ports = create_port_forwarder(config.port_forward_address, cgroups.procs_path("socat"))
+    volumes = VolumeMounter()
+    handover = Handover(config.run_dir, freezer)
+    # §3.12: what the host pieces carry across a live upgrade (the process service registers its own part).
+    handover.register("mounts", Part(export=lambda: (dict(volumes.ledger), []), adopt=volumes.adopt))
+    handover.register("guest_frozen", Part(export=lambda: (sorted(freezer.guest_frozen), []),
+                                           adopt=freezer.adopt_guest_frozen))
+    handover.before_exec.append(ports.close)  # forwards are started again by the new envd's first scan
     return Host(
         cgroups=cgroups,
-        freezer=Freezer(root, workload, whole_tree=root is None or freeze_whole_tree(config)),
+        freezer=freezer,
         fsfreeze=Fsfreeze(fs_target) if fs_target else NoFsfreeze(),
-        ports=create_port_forwarder(config.port_forward_address, cgroups.procs_path("socat")),
-        volumes=VolumeMounter(),
+        ports=ports,
+        volumes=volumes,
         ca_bundle=CABundleInstaller(),
         clock=NoClock() if config.is_not_fc else SystemClock(),
+        handover=handover,
     )

@@ -76,6 +76,11 @@ class VolumeMounter:
         self.ledger: dict[str, str] = {}  # path -> lifecycle ID it was mounted for
         self._running = False
 
+    def adopt(self, ledger: dict[str, str]) -> tuple[int, int]:
+        """Live upgrade (§3.12): what the previous envd mounted stays mounted and recorded."""
+        self.ledger.update(ledger)
+        return len(ledger), 0
+
     async def setup(self, volumes: list[Volume], lifecycle_id: str | None) -> None:
         """Mount what the ledger does not already hold for this lifecycle. Raises MountError."""
         if self._running:
