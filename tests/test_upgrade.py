@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import struct
 import threading
 import time
@@ -220,3 +221,18 @@ def test_fallback_thaw_when_no_init_follows_an_upgrade(groups: Path, tmp_path: P
         asyncio.run(scenario())
     finally:
         reap(child)
+
+
+def test_an_upgrade_that_cannot_write_its_handover_keeps_the_old_envd(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path)
+    try:
+        assert httpx.post(f"{daemon.url}/init", json={}, timeout=10).status_code == 204
+        shutil.rmtree(daemon.run_dir)  # the handover file has nowhere to go
+        answer = httpx.post(f"{daemon.url}/upgrade", timeout=30)
+        assert answer.status_code == 500
+        assert answer.text.startswith("live upgrade failed: [Errno 2] No such file or directory")
+        assert "-resume-handover" not in cmdline(daemon.process.pid)
+        assert httpx.get(f"{daemon.url}/envs", timeout=10).status_code == 200
+    finally:
+        stop_daemon(daemon)
+    assert "port scan failed" not in (tmp_path / "envd.log").read_text()

@@ -89,6 +89,7 @@ class Handover:
         self.incoming: dict | None = None  # what the previous envd handed over (resumed runs)
         self.report: Report | None = None  # pending for the next /init
         self.before_exec: list[Callable[[], Awaitable[None]]] = []
+        self.after_abort: list[Callable[[], None]] = []  # undo before_exec when the exec did not happen
         self._fallback: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
 
@@ -155,14 +156,19 @@ class Handover:
         """Freeze, hand over, exec. Returns only by raising (the old envd keeps serving)."""
         if self._lock.locked():
             raise FailedPrecondition("an upgrade is already in progress")
+        if not os.access(sys.executable, os.X_OK):
+            raise Internal(f"live upgrade impossible: {sys.executable} is not executable")
         async with self._lock:
             frozen = await self.freezer.freeze("legacy", 0, FREEZE_WAIT_MS)
             if frozen.not_frozen or frozen.failed or frozen.unobservable:
                 await self.freezer.thaw()
                 raise Internal(f"workload did not freeze within {FREEZE_WAIT_MS} ms "
                                f"({frozen.not_frozen} not frozen, {frozen.failed} failed)")
+            keep: set[int] = set()
+            hooks_ran = False
             try:
                 keep, carried = self._write()
+                hooks_ran = True
                 for hook in self.before_exec:
                     await hook()
                 _stop_other_children(carried)
@@ -176,12 +182,15 @@ class Handover:
                 os.execv(sys.executable, [*argv, "-resume-handover"])
             except Exception as err:
                 # Still the old envd: undo and keep serving.
-                for fd in locals().get("keep", ()):
+                for fd in keep:
                     try:
                         os.set_inheritable(fd, False)
                     except OSError:
                         pass
                 self.path.unlink(missing_ok=True)
+                if hooks_ran:
+                    for undo in self.after_abort:
+                        undo()
                 await self.freezer.thaw()
                 raise Internal(f"live upgrade failed: {err}") from err
 

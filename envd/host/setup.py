@@ -63,6 +63,7 @@ def build_host(config: Config) -> Host:
     handover.register("guest_frozen", Part(export=lambda: (sorted(freezer.guest_frozen), []),
                                            adopt=freezer.adopt_guest_frozen))
     handover.before_exec.append(ports.close)  # forwards are started again by the new envd's first scan
+    handover.after_abort.append(ports.start)
     return Host(
         cgroups=cgroups,
         freezer=freezer,
