@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     flag("host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     flag("run-dir", default="/run/e2b", help="sandbox metadata directory (default /run/e2b)")
     flag("code-port", type=int, default=49999, help="code-interpreter HTTP port (default 49999, 0 disables)")
+    flag("mmds-address", default="http://169.254.169.254", help="metadata service URL (FC mode)")
     flag("kernels-prefix", default="/opt/envd-kernels", help="venv with the Jupyter kernels (make kernels)")
     return parser.parse_args(argv)
 
@@ -66,6 +67,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         run_dir=args.run_dir,
         code_port=args.code_port,
         kernels_prefix=args.kernels_prefix,
+        mmds_address=args.mmds_address,
     )
 
 

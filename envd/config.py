@@ -12,6 +12,8 @@ class Config:
     # Local mode (-isnotfc): no MMDS, E2B_SANDBOX=false (spec/envd.md §1.2).
     is_not_fc: bool = False
     verbose: bool = False
+    # Firecracker metadata service (spec/envd.md §8.1); tests point it at a loopback stand-in.
+    mmds_address: str = "http://169.254.169.254"
     cgroup_root: str = "/sys/fs/cgroup"
     no_cgroups: bool = False
     # FIFREEZE target of /fsfreeze (§3.9): None = `/` in the VM, nothing in local mode (never the dev machine's).

@@ -56,3 +56,15 @@ class Unknown(EnvdError):
 
 class Unimplemented(EnvdError):
     code = "unimplemented"
+
+
+class PermissionDenied(EnvdError):
+    code = "permission_denied"
+
+
+class Aborted(EnvdError):
+    code = "aborted"
+
+
+class Unavailable(EnvdError):
+    code = "unavailable"

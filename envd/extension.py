@@ -14,8 +14,12 @@ from .config import Config
 from .host.cgroups import CgroupManager, create_cgroup_manager
 from .host.handover import Handover, Part
 from .services.filesystem.rpc import FilesystemService
+from .services.git.rpc import GitService
+from .services.metrics.rpc import MetricsService
 from .services.process.rpc import ProcessService
 from .spec.filesystem.filesystem_connect import FilesystemASGIApplication
+from .spec.git.git_connect import GitASGIApplication
+from .spec.metrics.metrics_connect import MetricsASGIApplication
 from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
 
@@ -35,12 +39,16 @@ def build_extension(
     process = ProcessService(state, cgroups=cgroups or create_cgroup_manager(config))
     if handover is not None:  # §3.12: processes survive a live upgrade
         handover.register("processes", Part(export=process.table.export_handover, adopt=process.table.adopt))
+    metrics = MetricsService()
+    git = GitService(state)  # our own service (proto/git); dulwich is imported on first use
     services = [
         FilesystemASGIApplication(filesystem, **rpc_options),
         ProcessASGIApplication(process, **rpc_options),
+        MetricsASGIApplication(metrics, **rpc_options),
+        GitASGIApplication(git, **rpc_options),
     ]
     return Extension(
         routes=build_routes(FileRoutes(state).routes()),
         services={svc.path: svc for svc in services},
-        on_shutdown=[filesystem.close, process.close],
+        on_shutdown=[filesystem.close, process.close, metrics.close, git.close],
     )

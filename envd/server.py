@@ -13,19 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .api.app import EnvdApp, Extension, build_routes
+from .api.control import ControlRoutes
 from .api.sandbox import SandboxRoutes
 from .config import Config
-from .api.control import ControlRoutes
+from .host.mmds import MMDS, MMDSClient
 from .host.oom import protect_daemon
 from .host.setup import Host, build_host
 from .state import SandboxState
 
 log = logging.getLogger("envd")
-
-
-async def mmds_absent() -> str | None:
-    # MMDS (Firecracker metadata) arrives with the host-integration work; until then it is "absent".
-    return None
 
 
 def initial_state(config: Config) -> SandboxState:
@@ -46,17 +42,31 @@ def write_run_files(config: Config, state: SandboxState) -> None:
         log.warning("cannot write %s: %s", config.run_dir, err)
 
 
-def build_app(config: Config, state: SandboxState, host: Host | None = None) -> EnvdApp:
+def start_mmds(config: Config, state: SandboxState) -> MMDS:
+    """§1.3 steps 5-6: FC mode polls MMDS in the background and ships logs to the collector it names."""
+    mmds = MMDS(state, config.run_dir, MMDSClient(config.mmds_address), enabled=not config.is_not_fc)
+    if mmds.enabled:
+        from .host.log_export import LogExporter
+
+        exporter = LogExporter()
+        logging.getLogger().addHandler(exporter)
+        mmds.listeners.append(exporter.configure)
+        mmds.start()
+    return mmds
+
+
+def build_app(config: Config, state: SandboxState, mmds: MMDS, host: Host | None = None) -> EnvdApp:
     """The light routes (/health, /init, /envs, /metrics, control) at once; services once serving has started."""
     host = host or build_host(config)
     sandbox = SandboxRoutes(
         state,
         clock=host.clock,
-        mmds_token_hash=mmds_absent,
+        mmds_token_hash=mmds.token_hash,
         install_ca_bundle=host.ca_bundle.install,
         freezer=host.freezer,
         volumes=host.volumes,
         handover=host.handover,
+        after_init=mmds.repoll,
     )
     control = ControlRoutes(state, host.freezer, host.fsfreeze, host.handover)
 
@@ -64,7 +74,12 @@ def build_app(config: Config, state: SandboxState, host: Host | None = None) -> 
         module = await asyncio.to_thread(importlib.import_module, "envd.extension")
         return module.build_extension(config, state, cgroups=host.cgroups, handover=host.handover)
 
-    return EnvdApp(state=state, routes=build_routes(sandbox.routes(), control.routes()), load_extension=load_extension)
+    return EnvdApp(
+        state=state,
+        routes=build_routes(sandbox.routes(), control.routes()),
+        load_extension=load_extension,
+        on_shutdown=[mmds.close],
+    )
 
 
 def port_unavailable(host: str, port: int) -> str | None:
@@ -144,11 +159,12 @@ async def serve(config: Config) -> None:
     config = without_busy_code_port(config)
     state = initial_state(config)
     write_run_files(config, state)
+    mmds = start_mmds(config, state)
     host = build_host(config)
     if config.resume_handover and host.handover.resume():
         state.resumed = True
         host.handover.arm_fallback_thaw()  # the workload stays frozen until /init, at most 60 s (§3.12)
-    app = with_code_port(config, state, build_app(config, state, host))
+    app = with_code_port(config, state, build_app(config, state, mmds, host))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

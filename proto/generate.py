@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-PROTOS = ["process/process.proto", "filesystem/filesystem.proto"]
+PROTOS = ["process/process.proto", "filesystem/filesystem.proto", "metrics/metrics.proto", "git/git.proto"]
 
 
 def generate(out_dir: Path) -> None:

@@ -138,6 +138,7 @@ class SandboxRoutes:
         freezer: Freezer | None = None,
         volumes: VolumeMounter | None = None,
         handover: Handover | None = None,
+        after_init: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -146,6 +147,7 @@ class SandboxRoutes:
         self.freezer = freezer or Freezer(None)
         self.volumes = volumes or VolumeMounter()
         self.handover = handover
+        self.after_init = after_init  # §3.4.2 step 10: MMDS re-poll
         self._init_lock = asyncio.Lock()
         metrics.prime_cpu_sampler()
 
@@ -251,4 +253,6 @@ class SandboxRoutes:
             except (MountError, OSError) as err:
                 return 400, f"failed to setup NFS volumes: {err}"
         self.state.initialized = True
+        if self.after_init is not None:
+            self.after_init()
         return 204, None

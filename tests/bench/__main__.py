@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["bench_start", "bench_rpc", "bench_watch", "bench_transfer", "bench_process", "bench_host"]
+ALL = [
+    "bench_start", "bench_rpc", "bench_watch", "bench_transfer", "bench_process", "bench_metrics", "bench_git",
+    "bench_host",
+]
 
 
 def main(names: list[str]) -> int:

@@ -196,7 +196,7 @@ class CodeService:
             silence = 0.0
             while True:
                 try:
-                    event = await asyncio.wait_for(execution.events.get(), POLL_SECONDS)
+                    event = await asyncio.wait_for(execution.next_event(), POLL_SECONDS)
                 except TimeoutError:
                     silence += POLL_SECONDS
                     if not await context.kernel.is_alive():
@@ -229,7 +229,7 @@ class CodeService:
         """Runs holding the context's lock, then releases it."""
         try:
             if abandoned is not None and not abandoned.done:
-                abandoned.discard = True
+                abandoned.abandon()
                 if not await self._interrupt(context, abandoned):
                     # e.g. a cell blocked in a top-level await ignores SIGINT (kernels.md)
                     log.warning("context %s did not stop on interrupt; restarting it", context.id)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import signal
 from typing import Any
 
+from .flow import OutputBudget
 from .routing import CONNECTION_LOST, UNEXPECTED_END, Execution, Router
 
 log = logging.getLogger("envd.code")
@@ -39,7 +42,10 @@ class Kernel:
         self.kernel_dirs = kernel_dirs
         self.cwd = cwd
         self.env = env
-        self.router = Router()
+        # A slow reader stops the kernel instead of growing envd's memory (flow.py).
+        self.budget = OutputBudget(lambda: self._signal_group(signal.SIGSTOP),
+                                   lambda: self._signal_group(signal.SIGCONT))
+        self.router = Router(self.budget)
         self.id: str | None = None
         self._km: Any = None
         self._kc: Any = None
@@ -116,13 +122,24 @@ class Kernel:
     async def is_alive(self) -> bool:
         return self._km is not None and await self._km.is_alive()
 
+    def _signal_group(self, signum: int) -> None:
+        # Synchronous on purpose: called from message handling, between two IOPub reads.
+        pgid = getattr(self._km.provisioner, "pgid", None) if self._km is not None else None
+        if pgid:
+            try:
+                os.killpg(pgid, signum)
+            except ProcessLookupError:
+                pass
+
     async def interrupt(self) -> None:
         if self._km is not None:
+            self.budget.resume()  # a stopped kernel would hold the SIGINT until resumed
             await self._km.interrupt_kernel()
 
     async def restart(self, timeout: float = 60) -> None:
         """Same id, fresh process (and state); executions in flight end (§4.9)."""
         self.router.end_all(UNEXPECTED_END)
+        self.budget.resume()
         await self._disconnect()
         try:
             await self._km.restart_kernel(now=True)

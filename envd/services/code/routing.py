@@ -12,6 +12,7 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
+from .flow import OutputBudget, event_size
 from .results import result_event
 
 END = None  # queue marker: the execution is over
@@ -50,9 +51,10 @@ def timestamp(header: dict[str, Any]) -> str:
 class Execution:
     """One request in flight: its event queue and the flags of §4.8."""
 
-    def __init__(self, msg_id: str, silent: bool) -> None:
+    def __init__(self, msg_id: str, silent: bool, budget: OutputBudget | None = None) -> None:
         self.msg_id = msg_id
         self.silent = silent
+        self.budget = budget  # None: unbounded (internal executions, whose output is tiny)
         self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.errored = False
         self.idle = False
@@ -64,7 +66,27 @@ class Execution:
 
     def emit(self, event: dict[str, Any]) -> None:
         if not self.done and not self.discard:
+            if self.budget is not None:
+                self.budget.add(event_size(event))
             self.events.put_nowait(event)
+
+    async def next_event(self) -> dict[str, Any] | None:
+        """The next event (END once over); its bytes leave the kernel's output budget."""
+        event = await self.events.get()
+        if event is not END and self.budget is not None:
+            self.budget.release(event_size(event))
+        return event
+
+    def abandon(self) -> None:
+        """Nobody will read the events any more: drop the queued ones (freeing the budget) and later ones."""
+        self.discard = True
+        while not self.events.empty():
+            event = self.events.get_nowait()
+            if event is END:
+                self.events.put_nowait(END)
+                break
+            if self.budget is not None:
+                self.budget.release(event_size(event))
 
     def finish(self) -> None:
         if not self.done:
@@ -89,11 +111,12 @@ class Execution:
 class Router:
     """Routes one kernel's messages to its executions in flight, keyed by request msg_id."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: OutputBudget | None = None) -> None:
         self.executions: dict[str, Execution] = {}
+        self.budget = budget
 
     def register(self, msg_id: str, silent: bool = False) -> Execution:
-        execution = Execution(msg_id, silent)
+        execution = Execution(msg_id, silent, None if silent else self.budget)
         self.executions[msg_id] = execution
         return execution
 
