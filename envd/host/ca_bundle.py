@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import Canceled, InvalidArgument
@@ -102,6 +101,8 @@ class CABundleInstaller:
             pruned += text  # the previous text contained the new one: keep it trusted
         if pruned == current:
             return
+        import tempfile  # lazily: start-up stays fast
+
         fd, tmp = tempfile.mkstemp(dir=self.bundle.parent, prefix=".ca-certificates.")
         try:
             with os.fdopen(fd, "w") as out:
