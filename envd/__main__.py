@@ -37,6 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bool_flag("verbose", "debug logging")
     flag("cgroup-root", default="/sys/fs/cgroup", help="cgroup v2 mount point")
     bool_flag("no-cgroups", "skip cgroup management")
+    flag("fsfreeze-path", default=None, help="filesystem /fsfreeze freezes (default / in the VM, none locally)")
+    bool_flag("resume-handover", "internal: resume from a live-upgrade handover")
+    flag("port-forward-address", default="169.254.0.21",
+         help="address loopback-only listeners are forwarded to (default 169.254.0.21)")
     flag("default-user", default=None, help="default user before /init sets one (local runs)")
     flag("default-workdir", default=None, help="default workdir before /init sets one (local runs)")
     flag("host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
@@ -55,6 +59,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         verbose=args.verbose,
         cgroup_root=args.cgroup_root,
         no_cgroups=args.no_cgroups,
+        fsfreeze_path=args.fsfreeze_path,
+        port_forward_address=args.port_forward_address,
+        resume_handover=args.resume_handover,
         default_user=args.default_user or "root",
         default_workdir=args.default_workdir,
         run_dir=args.run_dir,

@@ -16,6 +16,12 @@ class Config:
     mmds_address: str = "http://169.254.169.254"
     cgroup_root: str = "/sys/fs/cgroup"
     no_cgroups: bool = False
+    # FIFREEZE target of /fsfreeze (§3.9): None = `/` in the VM, nothing in local mode (never the dev machine's).
+    fsfreeze_path: str | None = None
+    # Where loopback-only listeners are made reachable (§8.3).
+    port_forward_address: str = "169.254.0.21"
+    # Set by an outgoing envd when it re-execs itself for a live upgrade (§3.12).
+    resume_handover: bool = False
     # Local runs only: the default user/workdir before any /init sets them (upstream: root / unset).
     default_user: str = "root"
     default_workdir: str | None = None

@@ -13,7 +13,8 @@ from .api.codecs import rpc_codecs
 from .api.files import FileRoutes
 from .api.rpc import EnvdInterceptor
 from .config import Config
-from .host.cgroups import create_cgroup_manager
+from .host.cgroups import CgroupManager, create_cgroup_manager
+from .host.handover import Handover, Part
 from .services.code.contexts import CodeService
 from .services.code.rpc import CodeRpc
 from .services.filesystem.rpc import FilesystemService
@@ -28,7 +29,9 @@ from .spec.process.process_connect import ProcessASGIApplication
 from .state import SandboxState
 
 
-def build_extension(config: Config, state: SandboxState) -> Extension:
+def build_extension(
+    config: Config, state: SandboxState, cgroups: CgroupManager | None = None, handover: Handover | None = None
+) -> Extension:
     rpc_options = dict(
         interceptors=[EnvdInterceptor(state)],
         read_max_bytes=config.rpc_read_max_bytes,
@@ -38,7 +41,9 @@ def build_extension(config: Config, state: SandboxState) -> Extension:
     )
     filesystem = FilesystemService(state)
     # §1.3 step 7: the process service places its children through this (§8.9).
-    process = ProcessService(state, cgroups=create_cgroup_manager(config))
+    process = ProcessService(state, cgroups=cgroups or create_cgroup_manager(config))
+    if handover is not None:  # §3.12: processes survive a live upgrade
+        handover.register("processes", Part(export=process.table.export_handover, adopt=process.table.adopt))
     metrics = MetricsService()
     git = GitService(state)  # our own service (proto/git); dulwich is imported on first use
     # One code-interpreter core for code.Interpreter here and the HTTP API on the code port (server.py). Kernels

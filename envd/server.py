@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .api.app import EnvdApp, Extension, build_routes
+from .api.control import ControlRoutes
 from .api.sandbox import SandboxRoutes
 from .config import Config
-from .host.ca_bundle import CABundleInstaller
-from .host.clock import NoClock, SystemClock
 from .host.mmds import MMDS, MMDSClient
 from .host.oom import protect_daemon
+from .host.setup import Host, build_host
 from .state import SandboxState
 
 log = logging.getLogger("envd")
@@ -55,22 +55,30 @@ def start_mmds(config: Config, state: SandboxState) -> MMDS:
     return mmds
 
 
-def build_app(config: Config, state: SandboxState, mmds: MMDS) -> EnvdApp:
-    """The light routes (/health, /init, /envs, /metrics) at once; services once serving has started."""
+def build_app(config: Config, state: SandboxState, mmds: MMDS, host: Host | None = None) -> EnvdApp:
+    """The light routes (/health, /init, /envs, /metrics, control) at once; services once serving has started."""
+    host = host or build_host(config)
     sandbox = SandboxRoutes(
         state,
-        clock=NoClock() if config.is_not_fc else SystemClock(),
+        clock=host.clock,
         mmds_token_hash=mmds.token_hash,
-        install_ca_bundle=CABundleInstaller().install,
+        install_ca_bundle=host.ca_bundle.install,
+        freezer=host.freezer,
+        volumes=host.volumes,
+        handover=host.handover,
         after_init=mmds.repoll,
     )
+    control = ControlRoutes(state, host.freezer, host.fsfreeze, host.handover)
 
     async def load_extension() -> Extension:
         module = await asyncio.to_thread(importlib.import_module, "envd.extension")
-        return module.build_extension(config, state)
+        return module.build_extension(config, state, cgroups=host.cgroups, handover=host.handover)
 
     return EnvdApp(
-        state=state, routes=build_routes(sandbox.routes()), load_extension=load_extension, on_shutdown=[mmds.close],
+        state=state,
+        routes=build_routes(sandbox.routes(), control.routes()),
+        load_extension=load_extension,
+        on_shutdown=[mmds.close],
     )
 
 
@@ -155,11 +163,19 @@ async def serve(config: Config) -> None:
     state = initial_state(config)
     write_run_files(config, state)
     mmds = start_mmds(config, state)
-    app = with_code_port(config, build_app(config, state, mmds))
+    host = build_host(config)
+    if config.resume_handover and host.handover.resume():
+        state.resumed = True
+        host.handover.arm_fallback_thaw()  # the workload stays frozen until /init, at most 60 s (§3.12)
+    app = with_code_port(config, build_app(config, state, mmds, host))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("envd listening", extra={"fields": {"port": config.port, "code_port": config.code_port, "pid": os.getpid()}})
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
+    host.start()
+    try:
+        await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=stop.wait)
+    finally:
+        await host.close()
     log.info("envd stopped")

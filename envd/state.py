@@ -61,3 +61,5 @@ class SandboxState:
     initialized: bool = False
     # Highest /init timestamp applied so far, Unix ns (replay guard, §3.4.2 step 7).
     last_set_time: int = 0
+    # Booted from a live-upgrade handover (§3.12): until /init only /health and /init pass the gate (§2.2).
+    resumed: bool = False

@@ -11,6 +11,10 @@ command -v git >/dev/null || need+=(git)
 command -v sudo >/dev/null || need+=(sudo)
 command -v tput >/dev/null || need+=(ncurses-bin)
 command -v mount >/dev/null || need+=(mount)
+command -v socat >/dev/null || need+=(socat)          # port forwarding of loopback listeners (spec §8.3)
+command -v ip >/dev/null || need+=(iproute2)          # the port-forwarding tests build network namespaces
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)  # the fsfreeze tests loop-mount an ext4 image
+command -v openssl >/dev/null || need+=(openssl)      # the CA bundle tests make a throw-away CA
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .http import Receive
@@ -28,3 +30,20 @@ def track_disconnect(receive: Receive) -> Receive:
 def disconnected() -> asyncio.Event:
     """This request's disconnect event (a never-set one outside a tracked request)."""
     return _disconnected.get() or asyncio.Event()
+
+
+@contextlib.asynccontextmanager
+async def watch_disconnect(receive: Receive) -> AsyncIterator[asyncio.Event]:
+    """For a REST handler that has read its body (or needs none): an event set when the client goes away."""
+    event = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        event.set()
+
+    task = asyncio.ensure_future(watch())
+    try:
+        yield event
+    finally:
+        task.cancel()

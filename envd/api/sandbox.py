@@ -12,8 +12,15 @@ from datetime import datetime
 
 from .. import ENVD_VERSION
 from ..auth.init_token import init_token_rejection
+from ..errors import Canceled, InvalidArgument
 from ..host import metrics
+from ..host.ca_bundle import check_pem
+from ..host.freezer import Freezer
+from ..host.handover import Handover
+from ..host.locks import acquire_unless
+from ..host.volumes import MountError, Volume, VolumeMounter, parse_volumes
 from ..state import SandboxState
+from .disconnect import watch_disconnect
 from .http import Request, Send, send_json, send_response, send_text
 
 log = logging.getLogger("envd")
@@ -36,6 +43,8 @@ class InitRequest:
     default_user: str = ""
     default_workdir: str = ""
     ca_bundle: str = ""
+    volume_mounts: list[Volume] | None = None  # present (even empty) -> the mount logic runs (§3.4.1)
+    lifecycle_id: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,8 +73,27 @@ class InitRequest:
             default_user=_string(data, "defaultUser"),
             default_workdir=_string(data, "defaultWorkdir"),
             ca_bundle=_string(data, "caBundle"),
+            volume_mounts=_volumes(data.get("volumeMounts")),
+            lifecycle_id=_string(data, "lifecycleID"),
             extra=data,
         )
+
+    def check(self) -> None:
+        """Validation beyond the JSON shape, before anything is applied: raises InvalidArgument (400 with text)."""
+        if self.ca_bundle:
+            try:
+                check_pem(self.ca_bundle)
+            except InvalidArgument as err:
+                raise InvalidArgument(f"failed to install CA bundle: {err.message}") from None
+
+
+def _volumes(value: object) -> list[Volume] | None:
+    if value is None:
+        return None
+    try:
+        return parse_volumes(value)
+    except InvalidArgument as err:
+        raise InitBodyError(err.message) from None
 
 
 def _string(data: dict, key: str) -> str:
@@ -106,13 +134,19 @@ class SandboxRoutes:
         state: SandboxState,
         clock: Clock,
         mmds_token_hash: Callable[[], Awaitable[str | None]],
-        install_ca_bundle: Callable[[str], Awaitable[None]],
+        install_ca_bundle: Callable[[str, asyncio.Event | None], Awaitable[None]],
+        freezer: Freezer | None = None,
+        volumes: VolumeMounter | None = None,
+        handover: Handover | None = None,
         after_init: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
         self.mmds_token_hash = mmds_token_hash
         self.install_ca_bundle = install_ca_bundle
+        self.freezer = freezer or Freezer(None)
+        self.volumes = volumes or VolumeMounter()
+        self.handover = handover
         self.after_init = after_init  # §3.4.2 step 10: MMDS re-poll
         self._init_lock = asyncio.Lock()
         metrics.prime_cpu_sampler()
@@ -142,38 +176,83 @@ class SandboxRoutes:
         await send_json(send, 200, figures, [NO_STORE])
 
     async def init(self, request: Request, send: Send) -> None:
+        # §3.4.2 step 1: on every answer, errors and stale requests included.
+        fixed = [VERSION_HEADER]
+        if self.handover is not None and (report := self.handover.header()) is not None:
+            fixed.append(("x-envd-handover", report))
         try:
             body = InitRequest.parse(await request.body())
         except (InitBodyError, UnicodeDecodeError) as err:
             log.info("rejected /init body: %s", err)
-            await send_response(send, 400, headers=[VERSION_HEADER])
+            await send_response(send, 400, headers=fixed)
             return
-        async with self._init_lock:
+        try:
+            body.check()
+        except InvalidArgument as err:
+            log.info("rejected /init body: %s", err.message)
+            await send_text(send, 400, err.message, fixed)
+            return
+        async with watch_disconnect(request.receive) as gone:
+            status, text, headers = await self._init_locked(body, gone)
+        if text is None:
+            await send_response(send, status, headers=[*fixed, *headers])
+        else:
+            await send_text(send, status, text, [*fixed, *headers])
+
+    async def _init_locked(self, body: InitRequest, gone: asyncio.Event) -> tuple[int, str | None, list]:
+        try:
+            await acquire_unless(self._init_lock, gone, "/init lock")
+        except Canceled:
+            return 503, None, []
+        try:
             mmds_hash = await self.mmds_token_hash()
             if reason := init_token_rejection(self.state.token, body.access_token, mmds_hash):
-                await send_text(send, 401, reason, [VERSION_HEADER])
-                return
-            if body.timestamp_ns is not None and body.timestamp_ns < self.state.last_set_time:
-                # Stale (replayed) request: answered like a success, nothing applied (§3.4.2 step 7).
-                await send_response(send, 204, headers=[VERSION_HEADER, NO_STORE])
-                return
-            if body.timestamp_ns is not None:
-                self.state.last_set_time = body.timestamp_ns
-                self.clock.sync(body.timestamp_ns)
-            if body.env_vars is not None:
-                self.state.envs.replace_user(body.env_vars)
-            self.state.token.set(body.access_token)
-            if body.default_user:
-                self.state.default_user = body.default_user
-            if body.default_workdir:
-                self.state.default_workdir = body.default_workdir
-            if body.ca_bundle:
+                return 401, reason, []
+            headers = []
+            if self.handover is not None:
+                self.handover.initialized()  # this /init thaws: the upgrade's fallback thaw is not needed
+            if (audit := self.freezer.audit()) is not None:
+                headers.append(("x-envd-freeze-audit", json.dumps(audit, separators=(",", ":"))))
+            try:
+                status, text = await self._apply(body, gone)
+            finally:
+                # §3.4.2 step 6: the workload thaw runs whatever happened from here on, and is never abandoned.
+                thaw = asyncio.ensure_future(self.freezer.thaw())
                 try:
-                    await self.install_ca_bundle(body.ca_bundle)
-                except OSError as err:
-                    await send_text(send, 400, f"failed to install CA bundle: {err}", [VERSION_HEADER])
-                    return
-            self.state.initialized = True
-            if self.after_init is not None:
-                self.after_init()
-        await send_response(send, 204, headers=[VERSION_HEADER, NO_STORE])
+                    await asyncio.shield(thaw)
+                except Exception:
+                    log.exception("thaw after /init failed")
+            return status, text, headers if status >= 400 else [*headers, NO_STORE]
+        finally:
+            self._init_lock.release()
+
+    async def _apply(self, body: InitRequest, gone: asyncio.Event) -> tuple[int, str | None]:
+        if body.timestamp_ns is not None and body.timestamp_ns < self.state.last_set_time:
+            # Stale (replayed) request: answered like a success, nothing applied (§3.4.2 step 7).
+            return 204, None
+        if body.timestamp_ns is not None:
+            self.state.last_set_time = body.timestamp_ns
+            self.clock.sync(body.timestamp_ns)
+        if body.env_vars is not None:
+            self.state.envs.replace_user(body.env_vars)
+        self.state.token.set(body.access_token)
+        if body.default_user:
+            self.state.default_user = body.default_user
+        if body.default_workdir:
+            self.state.default_workdir = body.default_workdir
+        if body.ca_bundle:
+            try:
+                await self.install_ca_bundle(body.ca_bundle, gone)
+            except Canceled as err:
+                return 503, f"failed to install CA bundle: {err.message}"
+            except OSError as err:
+                return 400, f"failed to install CA bundle: {err}"
+        if body.volume_mounts is not None:
+            try:
+                await self.volumes.setup(body.volume_mounts, body.lifecycle_id)
+            except (MountError, OSError) as err:
+                return 400, f"failed to setup NFS volumes: {err}"
+        self.state.initialized = True
+        if self.after_init is not None:
+            self.after_init()
+        return 204, None

@@ -113,7 +113,7 @@ def _read_words(path: str) -> list[str]:
         return f.read().split()
 
 
-def _write(path: str, value: str) -> None:
+def write_value(path: str, value: str) -> None:
     # One write(2) per value: cgroup files parse each write on its own.
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -143,7 +143,7 @@ def enable_controllers(root: str, wanted: Iterable[str]) -> list[str]:
             unavailable.append(controller)
             continue
         try:
-            _write(subtree, f"+{controller}")
+            write_value(subtree, f"+{controller}")
         except OSError as err:
             if err.errno == errno.EBUSY:
                 skipped.append(f"{controller} ({root} holds processes of its own: no internal processes rule)")
@@ -163,7 +163,7 @@ def write_property(group: str, name: str, value: str) -> bool:
     """Write one property; a missing or unwritable file (controller not enabled) is skipped with a log line."""
     path = os.path.join(group, name)
     try:
-        _write(path, value)
+        write_value(path, value)
     except OSError as err:
         reason = "missing: controller not enabled" if err.errno == errno.ENOENT else os.strerror(err.errno or 0)
         log.warning("cgroup property %s not set (%s)", path, reason)

@@ -25,8 +25,13 @@ def test_ca_bundle_is_appended_once_and_persisted(tmp_path):
     persisted = tmp_path / "share" / "e2b-ca.crt"
     installer = CABundleInstaller(bundle=bundle, persisted=persisted)
     pem = "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n\n\n"
-    asyncio.run(installer.install(pem))
-    asyncio.run(installer.install(pem))  # same text again: nothing to do
+
+    async def twice() -> None:
+        await installer.install(pem)
+        await installer.install(pem)  # same text again: nothing to do
+        await installer.settled()  # the persisted copy is written in the background
+
+    asyncio.run(twice())
     normalised = pem.rstrip("\n") + "\n"
     assert bundle.read_text() == "SYSTEM\n" + normalised
     assert persisted.read_text() == normalised

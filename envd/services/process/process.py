@@ -165,6 +165,35 @@ class ProcessHandle:
                 os.close(fd)
                 setattr(child, name, None)
 
+    # -- live upgrade (§3.12) -------------------------------------------------------------------------
+
+    def handover(self) -> dict:
+        """What an incoming envd needs to adopt this child; the fds listed must survive the exec."""
+        remaining = None
+        if self._lifetime_timer is not None:
+            remaining = max(self._lifetime_timer.when() - self._loop.time(), 0.001)
+        child = self._child
+        return {
+            "pid": self.pid,
+            "tag": self.tag,
+            "config": {"cmd": self.config.cmd, "args": list(self.config.args), "envs": dict(self.config.envs),
+                       "cwd": self.config.cwd},
+            "fds": {name: getattr(child, name) for name in ("stdin", "stdout", "stderr", "master")},
+            "lifetime": remaining,
+        }
+
+    @classmethod
+    def adopt(cls, entry: dict, on_end: Callable[[ProcessHandle], None]) -> ProcessHandle:
+        """A child handed over by the previous envd (same pid, so still our child). Raises OSError."""
+        fds = {name: fd for name, fd in entry["fds"].items() if fd is not None}
+        for fd in fds.values():
+            os.fstat(fd)  # carried for real
+            os.set_inheritable(fd, False)
+        child = Child(pid=entry["pid"], pidfd=os.pidfd_open(entry["pid"]), **fds)
+        config = entry["config"]
+        return cls(child, ProcessConfig(config["cmd"], tuple(config["args"]), config["envs"], config["cwd"]),
+                   entry["tag"], on_end)
+
     def detach(self) -> None:
         """Daemon shutdown: forget the child without killing it; subscribers see `Closed`."""
         if self.returncode is None:

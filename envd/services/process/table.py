@@ -165,6 +165,28 @@ class ProcessTable:
     def __len__(self) -> int:
         return len(self._live)
 
+    # -- live upgrade (§3.12) -------------------------------------------------------------------------
+
+    def export_handover(self) -> tuple[list[dict], list[int]]:
+        entries = [handle.handover() for handle in self._live.values()]
+        fds = [fd for entry in entries for fd in entry["fds"].values() if fd is not None]
+        return entries, fds
+
+    def adopt(self, entries: list[dict]) -> tuple[int, int]:
+        """Re-adopt the processes of the previous envd and start reading their output: (adopted, failed)."""
+        adopted = failed = 0
+        for entry in entries:
+            try:
+                handle = ProcessHandle.adopt(entry, on_end=self._on_end)
+            except (OSError, KeyError, TypeError) as err:
+                log.warning("process %s not adopted: %s", entry.get("pid"), err)
+                failed += 1
+                continue
+            self._live[handle.pid] = handle
+            handle.start(entry.get("lifetime"))
+            adopted += 1
+        return adopted, failed
+
     async def close(self) -> None:
         """Daemon shutdown: stop reading and close every fd; the children themselves keep running."""
         for handle in list(self._live.values()):
