@@ -201,4 +201,4 @@ def test_javascript_context(report):
         pytest.skip(reason)
     ok(report, "javascript")
     r = report["javascript"]
-    assert (r["language"], r["text"], r["stdout"], r["error"]) == ("javascript", "42", ["from js\n"], None)
+    assert (r["language"], r["text"], "".join(r["stdout"]), r["error"]) == ("javascript", "42", "from js\n", None)
