@@ -138,7 +138,7 @@ def test_error_has_name_value_and_colourless_traceback(report):
     r = report["error"]
     assert (r["name"], r["value"]) == ("NameError", "name 'undefined_name_xyz' is not defined")
     assert "undefined_name_xyz" in r["traceback"] and "\x1b" not in r["traceback"]
-    assert r["seen"] == ["NameError"]  # onError once (§1.4)
+    assert r["seen"] == [["stdout", "before\n"], ["error", "NameError"]]  # in order; onError once (§1.4)
     assert (r["stdout"], r["results"]) == (["before\n"], 0)
 
 

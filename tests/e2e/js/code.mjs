@@ -85,7 +85,10 @@ display({'application/vnd.custom+json': {'a': 1}, 'text/plain': 'custom'}, raw=T
 
 await step('error', async () => {
   const seen = []
-  const r = await sbx.runCode("print('before')\nundefined_name_xyz", { onError: (e) => seen.push(e.name) })
+  const r = await sbx.runCode("print('before', flush=True)\nundefined_name_xyz", {
+    onStdout: (m) => seen.push(['stdout', m.line]),
+    onError: (e) => seen.push(['error', e.name]),
+  })
   return { name: r.error?.name, value: r.error?.value, traceback: r.error?.traceback, seen, stdout: r.logs.stdout,
     results: r.results.length }
 })
