@@ -40,8 +40,9 @@ def code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> 
     if not (KERNELS / "python3" / "kernel.json").exists():
         pytest.fail("the python kernel is not installed: run `make kernels`")
     tmp = tmp_path_factory.mktemp("envd-js-code")
-    code_url = f"http://127.0.0.1:{free_port()}"
-    d = start_daemon(tmp, "-default-user", sandbox_user, "-code-port", code_url.rsplit(":", 1)[1])
+    code_port = free_port()
+    code_url = f"http://127.0.0.1:{code_port}"
+    d = start_daemon(tmp, "-default-user", sandbox_user, "-code-port", str(code_port))
     deadline = time.monotonic() + 60
     while True:  # §4.4: healthy once the default python context exists
         try:
@@ -61,7 +62,7 @@ def code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> 
 @pytest.fixture(scope="module")
 def cwd_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("js-code-cwd")
-    path.chmod(0o755)  # the kernel runs as `user`
+    path.chmod(0o755)  # usable whichever user the kernel runs as
     return str(path)
 
 
