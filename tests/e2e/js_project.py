@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,8 @@ def node_tools() -> tuple[str, str] | None:
 
 
 def ensure_node_modules(npm: str) -> None:
-    if (JS_DIR / "node_modules" / "e2b" / "package.json").exists():
+    packages = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if all((JS_DIR / "node_modules" / name / "package.json").exists() for name in packages):
         return
     # `npm ci` installs exactly the committed package-lock.json.
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, timeout=300,
