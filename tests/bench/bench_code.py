@@ -270,7 +270,8 @@ def first_result(sbx, language: str, spec: str, tmp: Path, env: dict[str, str], 
         envd_s.append(time.perf_counter() - start)
         create_s.append(created - start)
         sbx.remove_code_context(context)
-        output = (execution.text or "") + "".join(execution.logs.stdout)
+        # R shows values as display data, not a main result (code-interpreter.md §2, kernels.md).
+        output = "".join(r.text or "" for r in execution.results) + "".join(execution.logs.stdout)
         assert execution.error is None and "2" in output, execution
 
         start = time.perf_counter()
