@@ -70,6 +70,32 @@ def start_daemon(tmp: Path, *extra: str, port: int | None = None) -> Daemon:
     raise RuntimeError("envd did not become healthy")
 
 
+def wait_code_health(daemon: Daemon, code_port: int, timeout: float = 60) -> None:
+    """The code port answers 200 once the default python context exists (code-interpreter.md §4.4)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{code_port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    log = daemon.run_dir.parent / "envd.log"
+    raise AssertionError(f"code port never became healthy: {log.read_text()[-2000:] if log.exists() else ''}")
+
+
+def start_code_daemon(tmp: Path, *extra: str, code_port: int | None = None) -> tuple[Daemon, str]:
+    """A daemon serving the code-interpreter API too, healthy; returns it and the code port's URL."""
+    code_port = code_port or free_port()
+    d = start_daemon(tmp, *extra, "-code-port", str(code_port))
+    try:
+        wait_code_health(d, code_port)
+    except BaseException:
+        stop_daemon(d)
+        raise
+    return d, f"http://127.0.0.1:{code_port}"
+
+
 def stop_daemon(daemon: Daemon) -> None:
     daemon.process.terminate()
     try:

@@ -11,9 +11,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port, start_daemon, stop_daemon
+from tests.conftest import start_code_daemon, stop_daemon
 from tests.rss import PeakRSS
-from tests.test_code_port import kernels_of, wait_code_health
+from tests.test_code_port import kernels_of
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +37,14 @@ def wait_stopped(kernel: psutil.Process, timeout: float = 120) -> None:
 
 def test_flood_to_a_reader_that_waits_keeps_memory_bounded_and_loses_nothing(tmp_path: Path,
                                                                             sandbox_user: str) -> None:
-    code_port = free_port()
-    d = start_daemon(tmp_path, "-default-user", sandbox_user, "-code-port", str(code_port))
+    d, code_url = start_code_daemon(tmp_path, "-default-user", sandbox_user)
     try:
-        wait_code_health(code_port)
         [kernel] = kernels_of(d.process.pid)
         with httpx.Client(timeout=120) as client:
             # Warm up envd's execute path so the measurement below sees only buffering.
-            client.post(f"http://127.0.0.1:{code_port}/execute", json={"code": "print(1)"}).raise_for_status()
+            client.post(f"{code_url}/execute", json={"code": "print(1)"}).raise_for_status()
             with PeakRSS(d.process.pid) as rss:
-                with client.stream("POST", f"http://127.0.0.1:{code_port}/execute", json={"code": FLOOD}) as response:
+                with client.stream("POST", f"{code_url}/execute", json={"code": FLOOD}) as response:
                     assert response.status_code == 200
                     wait_stopped(kernel)
                     time.sleep(1)  # stopped means stopped: nothing more piles up meanwhile

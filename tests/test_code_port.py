@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port, start_daemon, stop_daemon
+from tests.conftest import start_code_daemon, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.slow
-
-
-def wait_code_health(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("code port never became healthy")
 
 
 def kernels_of(pid: int) -> list[psutil.Process]:
@@ -48,10 +35,8 @@ def test_busy_code_port_leaves_envd_serving(tmp_path: Path, sandbox_user: str) -
 
 
 def test_kernels_end_with_the_daemon(tmp_path: Path, sandbox_user: str) -> None:
-    code_port = free_port()
     (tmp_path / "a").mkdir()
-    d = start_daemon(tmp_path / "a", "-default-user", sandbox_user, "-code-port", str(code_port))
-    wait_code_health(code_port)
+    d, _ = start_code_daemon(tmp_path / "a", "-default-user", sandbox_user)
     kernels = kernels_of(d.process.pid)
     assert len(kernels) == 1  # the default python context
     stop_daemon(d)  # SIGTERM: contexts are shut down before the daemon exits 0
@@ -59,9 +44,7 @@ def test_kernels_end_with_the_daemon(tmp_path: Path, sandbox_user: str) -> None:
     assert not any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE for k in kernels)
 
     (tmp_path / "b").mkdir()
-    code_port = free_port()
-    d = start_daemon(tmp_path / "b", "-default-user", sandbox_user, "-code-port", str(code_port))
-    wait_code_health(code_port)
+    d, _ = start_code_daemon(tmp_path / "b", "-default-user", sandbox_user)
     kernels = kernels_of(d.process.pid)
     d.process.send_signal(signal.SIGKILL)
     d.process.wait()

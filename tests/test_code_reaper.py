@@ -4,32 +4,20 @@ daemon: the reaper (envd/services/code/reaper.py) kills their process groups onc
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port, start_daemon, stop_daemon
+from tests.conftest import start_code_daemon, stop_daemon
 
 pytestmark = pytest.mark.slow
 
 
 def test_no_kernel_outlives_a_sigkilled_daemon(tmp_path: Path, sandbox_user: str) -> None:
-    code_port = free_port()
-    d = start_daemon(tmp_path, "-default-user", sandbox_user, "-code-port", str(code_port))
-    url = f"http://127.0.0.1:{code_port}"
+    d, url = start_code_daemon(tmp_path, "-default-user", sandbox_user)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "code port never became healthy"
-            time.sleep(0.1)
         for language in ("r", "java", "typescript"):
             r = httpx.post(f"{url}/contexts", json={"language": language}, timeout=120)
             assert r.status_code == 200, r.text

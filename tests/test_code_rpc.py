@@ -22,7 +22,7 @@ import pytest
 
 from envd.spec.code import code_pb2 as pb
 from envd.spec.code import code_pb2_grpc as pb_grpc
-from tests.conftest import Daemon, free_port, start_daemon, stop_daemon
+from tests.conftest import Daemon, start_code_daemon, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -317,14 +317,8 @@ def test_access_token_required_when_set(tmp_path: Path, sandbox_user: str, kerne
 
 
 def test_one_core_behind_both_apis(tmp_path: Path, sandbox_user: str, kernels: str) -> None:
-    code_port = free_port()
-    d = start_daemon(tmp_path, "-default-user", sandbox_user, "-kernels-prefix", kernels, "-code-port", str(code_port))
-    http = f"http://127.0.0.1:{code_port}"
+    d, http = start_code_daemon(tmp_path, "-default-user", sandbox_user, "-kernels-prefix", kernels)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while httpx.get(f"{http}/health", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the code port never became healthy"
-            time.sleep(0.2)
         with grpc.insecure_channel(f"127.0.0.1:{d.port}") as channel:
             stub = pb_grpc.InterpreterStub(channel)
             over_http = httpx.post(f"{http}/contexts", json={}, timeout=TIMEOUT).json()

@@ -22,3 +22,33 @@ def ensure_node_modules(npm: str) -> None:
     # `npm ci` installs exactly the committed package-lock.json.
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, timeout=300,
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def run_script(script: str, sandbox_url: str, timeout: float, **env_vars: str) -> dict:
+    """Run one of js/*.mjs in debug mode against `sandbox_url`; its report is the last JSON line it prints.
+
+    Skips (with the reason printed) where node/npm are missing.
+    """
+    import os
+
+    import pytest
+
+    tools = node_tools()
+    if tools is None:
+        print(f"skipping {script}: node and npm are not both on PATH")
+        pytest.skip("node/npm not installed")
+    node, npm = tools
+    ensure_node_modules(npm)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env.update(E2B_DEBUG="true", E2B_SANDBOX_URL=sandbox_url, **env_vars)
+    proc = subprocess.run([node, script], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON on stdout:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(lines[-1])
+
+
+def ok(report: dict, *steps: str) -> None:
+    """The named SDK steps of a report ran without throwing."""
+    failed = {s: report["errors"][s] for s in steps if s in report["errors"]}
+    assert not failed, f"JS SDK calls failed: {failed}"

@@ -6,18 +6,16 @@ and prints a JSON report; the tests below assert on it, one concern each.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.js_project import JS_DIR, ensure_node_modules, node_tools
+from tests.e2e.js_project import ok, run_script
 
 pytestmark = pytest.mark.sdk
 
@@ -34,27 +32,10 @@ def js_scratch(sandbox_user) -> Iterator[tuple[Path, str]]:
 
 @pytest.fixture(scope="module")
 def report(daemon, js_scratch) -> dict:
-    tools = node_tools()
-    if tools is None:
-        print("skipping JS SDK tests: node and npm are not both on PATH")
-        pytest.skip("node/npm not installed")
-    node, npm = tools
-    ensure_node_modules(npm)
     scratch, rel = js_scratch
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_DEBUG="true", E2B_SANDBOX_URL=daemon.url, ENVD_TEST_DIR=str(scratch), ENVD_TEST_REL=rel)
-    proc = subprocess.run([node, "files.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"files.mjs failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON on stdout:\n{proc.stdout}\n{proc.stderr}"
-    data = json.loads(lines[-1])
+    data = run_script("files.mjs", daemon.url, 120, ENVD_TEST_DIR=str(scratch), ENVD_TEST_REL=rel)
     data["_dir"], data["_rel"] = str(scratch), rel
     return data
-
-
-def ok(report: dict, *steps: str) -> None:
-    failed = {s: report["errors"][s] for s in steps if s in report["errors"]}
-    assert not failed, f"JS SDK calls failed: {failed}"
 
 
 def test_debug_sandbox(report):

@@ -11,19 +11,14 @@ the fixed port 49999 (tests/e2e/test_sdk_code_interpreter.py covers the SDK's ow
 from __future__ import annotations
 
 import base64
-import json
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from envd.services.code.languages import kernel_spec_name
-from tests.conftest import Daemon, free_port, start_daemon, stop_daemon
-from tests.e2e.js_project import JS_DIR, ensure_node_modules, node_tools
+from tests.conftest import start_code_daemon, stop_daemon
+from tests.e2e.js_project import ok, run_script
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]
 
@@ -36,25 +31,12 @@ def js_kernel_installed() -> bool:
 
 
 @pytest.fixture(scope="module")
-def code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> Iterator[tuple[Daemon, str]]:
+def js_code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> Iterator[str]:
+    """A daemon on a free code port: with E2B_SANDBOX_URL set the JS SDK sends code calls there too."""
     if not (KERNELS / "python3" / "kernel.json").exists():
         pytest.fail("the python kernel is not installed: run `make kernels`")
-    tmp = tmp_path_factory.mktemp("envd-js-code")
-    code_port = free_port()
-    code_url = f"http://127.0.0.1:{code_port}"
-    d = start_daemon(tmp, "-default-user", sandbox_user, "-code-port", str(code_port))
-    deadline = time.monotonic() + 60
-    while True:  # §4.4: healthy once the default python context exists
-        try:
-            if httpx.get(f"{code_url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop_daemon(d)
-            pytest.fail(f"code port never became healthy: {(tmp / 'envd.log').read_text()[-2000:]}")
-        time.sleep(0.1)
-    yield d, code_url
+    d, code_url = start_code_daemon(tmp_path_factory.mktemp("envd-js-code"), "-default-user", sandbox_user)
+    yield code_url
     stop_daemon(d)
     assert d.process.returncode == 0, "envd did not shut down cleanly"
 
@@ -67,27 +49,8 @@ def cwd_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(code_daemon: tuple[Daemon, str], cwd_dir: str) -> dict:
-    tools = node_tools()
-    if tools is None:
-        print("skipping JS SDK code tests: node and npm are not both on PATH")
-        pytest.skip("node/npm not installed")
-    node, npm = tools
-    ensure_node_modules(npm)
-    _, code_url = code_daemon
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_DEBUG="true", E2B_SANDBOX_URL=code_url, CWD_DIR=cwd_dir,
-               JS_KERNEL="1" if js_kernel_installed() else "0")
-    proc = subprocess.run([node, "code.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"code.mjs failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON on stdout:\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(lines[-1])
-
-
-def ok(report: dict, *steps: str) -> None:
-    failed = {s: report["errors"][s] for s in steps if s in report["errors"]}
-    assert not failed, f"JS SDK calls failed: {failed}"
+def report(js_code_daemon: str, cwd_dir: str) -> dict:
+    return run_script("code.mjs", js_code_daemon, 300, CWD_DIR=cwd_dir, JS_KERNEL="1" if js_kernel_installed() else "0")
 
 
 def test_state_persists_between_run_code_calls(report):

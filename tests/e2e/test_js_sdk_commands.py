@@ -6,36 +6,16 @@ assert on it, one concern each (sdk-expectations.md §3.1, §3.2; envd.md §6).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 
 import pytest
 
-from tests.e2e.js_project import JS_DIR, ensure_node_modules, node_tools
+from tests.e2e.js_project import ok, run_script
 
 pytestmark = pytest.mark.sdk
 
 @pytest.fixture(scope="module")
 def report(daemon) -> dict:
-    tools = node_tools()
-    if tools is None:
-        print("skipping JS SDK command tests: node and npm are not both on PATH")
-        pytest.skip("node/npm not installed")
-    node, npm = tools
-    ensure_node_modules(npm)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(E2B_DEBUG="true", E2B_SANDBOX_URL=daemon.url)
-    proc = subprocess.run([node, "commands.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, f"commands.mjs failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON on stdout:\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(lines[-1])
-
-
-def ok(report: dict, *steps: str) -> None:
-    failed = {s: report["errors"][s] for s in steps if s in report["errors"]}
-    assert not failed, f"JS SDK calls failed: {failed}"
+    return run_script("commands.mjs", daemon.url, 180)
 
 
 def test_run_foreground(report):

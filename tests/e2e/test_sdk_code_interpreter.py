@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,61 +20,16 @@ import pytest
 from e2b import InvalidArgumentException, NotFoundException, SandboxException, TimeoutException
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
-from tests.conftest import Daemon, start_daemon, stop_daemon
+from tests.conftest import Daemon
 
 pytestmark = pytest.mark.sdk
 
-CODE_PORT = 49999  # what the SDK's debug mode dials
-CODE_URL = f"http://localhost:{CODE_PORT}"
+CODE_URL = "http://localhost:49999"  # what the SDK's debug mode dials (the module's daemon: e2e/conftest.py)
 
 # A 1x1 PNG and JPEG, made once here instead of shipping files.
 PNG_1x1 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def code_daemon(tmp_path_factory: pytest.TempPathFactory, sandbox_user: str) -> Iterator[Daemon]:
-    if not Path("/opt/envd-kernels/share/jupyter/kernels/python3/kernel.json").exists():
-        pytest.fail("the python kernel is not installed: run `make kernels`")
-    if not _port_free(CODE_PORT):
-        pytest.fail(f"port {CODE_PORT} is in use (another envd or code interpreter?); the SDK's debug mode "
-                    f"needs it, stop whatever listens there")
-    tmp = tmp_path_factory.mktemp("envd-code")
-    d = start_daemon(tmp, "-default-user", sandbox_user, "-code-port", str(CODE_PORT))
-    deadline = time.monotonic() + 60
-    while True:  # §4.4: healthy once the default python context exists
-        try:
-            if httpx.get(f"{CODE_URL}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop_daemon(d)
-            pytest.fail(f"code port never became healthy: {(tmp / 'envd.log').read_text()[-2000:]}")
-        time.sleep(0.1)
-    yield d
-    stop_daemon(d)
-    assert d.process.returncode == 0, "envd did not shut down cleanly"
-
-
-@pytest.fixture(scope="module")
-def sbx(code_daemon: Daemon) -> Iterator[Sandbox]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("E2B_DEBUG", "true")
-        for var in ("E2B_SANDBOX_URL", "E2B_API_KEY", "E2B_API_URL", "E2B_ACCESS_TOKEN", "E2B_DOMAIN"):
-            mp.delenv(var, raising=False)
-        yield Sandbox.create()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import pytest
 from e2b import SandboxException, TimeoutException
 from e2b_code_interpreter import Sandbox
 
-from tests.e2e.test_sdk_code_interpreter import code_daemon, sbx  # noqa: F401 (module-scoped fixtures)
 
 pytestmark = pytest.mark.sdk
 
