@@ -116,7 +116,9 @@ class Kernel:
 
     async def _connect(self, timeout: float) -> None:
         self._kc = self._km.client()
-        self._kc.start_channels()
+        # No heartbeat channel: its thread pings every kernel each second, and death is found by polling the
+        # process (contexts.py) instead.
+        self._kc.start_channels(hb=False)
         await self._kc.wait_for_ready(timeout=timeout)
         self._readers = [
             # IOPub is read as fast as it comes: pausing it lets the kernel's PUB socket drop messages at its
