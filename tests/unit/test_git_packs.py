@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from pathlib import Path
 
@@ -29,8 +28,10 @@ def source(tmp_path_factory) -> Path:
 
 
 def pack_of(bare: Path, revs: str, *flags: str) -> bytes:
-    """What `git upload-pack` would send for `revs` (rev-list syntax, one per line)."""
-    return subprocess.run(["git", "pack-objects", "--stdout", "--revs", "--delta-base-offset", *flags], cwd=bare,
+    """What `git upload-pack` would send for `revs` (rev-list syntax, one per line): deltas by offset unless
+    flags say otherwise."""
+    flags = flags or ("--delta-base-offset",)
+    return subprocess.run(["git", "pack-objects", "--stdout", "--revs", *flags], cwd=bare,
                           input=revs.encode(), capture_output=True, check=True).stdout
 
 
@@ -52,8 +53,9 @@ def leftovers(repo: Repo) -> list[str]:
     return sorted(str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file())
 
 
-def test_a_pack_is_stored_and_indexed_byte_for_byte_as_dulwich_does(source, tmp_path):
-    data = pack_of(source, "main\n")
+@pytest.mark.parametrize("deltas", ["--delta-base-offset", "--no-reuse-delta"])  # OFS_DELTA / REF_DELTA
+def test_a_pack_is_stored_and_indexed_byte_for_byte_as_dulwich_does(source, tmp_path, deltas):
+    data = pack_of(source, "main\n", deltas)
     ours, theirs = receive(tmp_path / "ours", data, True), receive(tmp_path / "theirs", data, False)
     assert type(ours.object_store) is packs.OnePassObjectStore
     files = pack_files(ours)
@@ -67,7 +69,7 @@ def test_a_pack_is_stored_and_indexed_byte_for_byte_as_dulwich_does(source, tmp_
 
 def test_a_thin_pack_gets_the_bases_it_deltas_against_appended(source, tmp_path):
     base = pack_of(source, "main~100\n")
-    thin = pack_of(source, "main\n^main~100\n", "--thin")
+    thin = pack_of(source, "main\n^main~100\n", "--thin", "--delta-base-offset")
     repos = {}
     for one_pass in (True, False):
         repo = receive(tmp_path / str(one_pass), base, one_pass)

@@ -74,15 +74,11 @@ class _Resolver(PackIndexer):
         return super()._result(unpacked)
 
 
-def _counter(progress: Callable[[bytes], None] | None, stage: str, total: int) -> Callable[[int], None]:
-    """Reports `stage: pct% (done/total)` like git every PROGRESS_EVERY objects and at the end."""
-
-    def report(done: int) -> None:
-        if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
-            end = ", done.\n" if done == total else "\r"
-            progress(f"{stage}: {done * 100 // max(total, 1):3d}% ({done}/{total}){end}".encode())
-
-    return report
+def _report(progress: Callable[[bytes], None] | None, stage: str, done: int, total: int) -> None:
+    """`stage: pct% (done/total)` as git prints it, every PROGRESS_EVERY objects and at the end."""
+    if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
+        end = ", done.\n" if done == total else "\r"
+        progress(f"{stage}: {done * 100 // max(total, 1):3d}% ({done}/{total}){end}".encode())
 
 
 class OnePassObjectStore(DiskObjectStore):
@@ -100,19 +96,16 @@ class OnePassObjectStore(DiskObjectStore):
                 os.chmod(path, PACK_MODE)
                 resolver = _Resolver(self, INFLATED_BUDGET)
                 copier = PackStreamCopier(self.object_format.hash_func, read_all, read_some, f)
-                unpacking = None
-                for i, unpacked in enumerate(copier.read_objects(compute_crc32=True), 1):
+                for i, unpacked in enumerate(copier.read_objects(compute_crc32=True), 1):  # checks the trailer
                     resolver.record(unpacked)
-                    unpacking = unpacking or _counter(progress, "Unpacking objects", len(copier))
-                    unpacking(i)
+                    _report(progress, "Unpacking objects", i, len(copier))
                 f.flush()
-                checking = _counter(progress, "Checking objects", len(copier))
                 entries = []
                 with PackData(path, file=f, object_format=self.object_format) as data:  # for objects not kept
                     resolver.set_pack_data(data)
                     for entry in resolver:
                         entries.append(entry)
-                        checking(len(entries))
+                        _report(progress, "Checking objects", len(entries), len(copier))
                 return self._move_in(f, path, entries, set(resolver.ext_refs()), copier.sha.digest(), progress)
         except BaseException:
             if os.path.exists(path):
@@ -139,10 +132,14 @@ class OnePassObjectStore(DiskObjectStore):
                 os.remove(path)
                 return pack
         os.rename(path, base + ".pack")
-        with GitFile(
-            base + ".idx", "wb", mask=PACK_MODE, fsync=self.fsync_object_files, shared_perm=self.shared_perm
-        ) as index:
-            write_pack_index(index, entries, pack_sha, version=self.pack_index_version)
+        try:
+            with GitFile(
+                base + ".idx", "wb", mask=PACK_MODE, fsync=self.fsync_object_files, shared_perm=self.shared_perm
+            ) as index:  # written to idx.lock, renamed into place when complete
+                write_pack_index(index, entries, pack_sha, version=self.pack_index_version)
+        except BaseException:
+            os.remove(base + ".pack")
+            raise
         return next(pack for pack in self.packs if pack.name() == name)
 
 
@@ -150,7 +147,7 @@ def receive_in_one_pass(repo) -> None:
     """Make `repo`'s object store take fetched packs with OnePassObjectStore.add_thin_pack.
 
     The store keeps its configuration (it is the same object, only its class changes): rebuilding one would
-    mean repeating dulwich's reading of every core.* / pack.* setting.
+    mean repeating dulwich's reading of every core.* / pack.* setting. A store of another kind is left as is.
     """
     if type(repo.object_store) is DiskObjectStore:
         repo.object_store.__class__ = OnePassObjectStore
