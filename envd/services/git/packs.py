@@ -11,6 +11,7 @@ again from the written pack, as dulwich does.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -131,12 +132,14 @@ class OnePassObjectStore(DiskObjectStore):
             if pack.name() == name:  # already have these objects
                 os.remove(path)
                 return pack
+        index = io.BytesIO()  # write_pack_index makes three small writes per object: not each through GitFile
+        write_pack_index(index, entries, pack_sha, version=self.pack_index_version)
         os.rename(path, base + ".pack")
         try:
             with GitFile(
                 base + ".idx", "wb", mask=PACK_MODE, fsync=self.fsync_object_files, shared_perm=self.shared_perm
-            ) as index:  # written to idx.lock, renamed into place when complete
-                write_pack_index(index, entries, pack_sha, version=self.pack_index_version)
+            ) as f:  # written to idx.lock, renamed into place when complete
+                f.write(index.getbuffer())
         except BaseException:
             os.remove(base + ".pack")
             raise
