@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 from pathlib import Path
@@ -124,9 +125,29 @@ def test_a_malformed_tree_fails_the_receive_as_in_dulwich_and_leaves_nothing(tmp
     assert leftovers(Repo(str(tmp_path / "r"))) == []
 
 
-def test_a_corrupt_pack_fails_its_checksum_and_leaves_nothing(source, tmp_path):
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "extended"])
+def test_a_corrupt_pack_fails_and_leaves_nothing(source, tmp_path, damage):
     data = bytearray(pack_of(source, "main\n"))
-    data[-1] ^= 0xFF
-    with pytest.raises(ChecksumMismatch):
+    if damage == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncated":
+        del data[len(data) // 2:]
+    else:  # bytes between the last object and a checksum that covers them
+        data[-20:] = hashlib.sha1(bytes(data[:-20]) + b"junk").digest()
+        data[-20:-20] = b"junk"
+    with pytest.raises((ChecksumMismatch, ValueError)):
         receive(tmp_path / "r", bytes(data), True)
     assert leftovers(Repo(str(tmp_path / "r"))) == []
+
+
+def test_a_network_stream_is_left_to_dulwichs_reader(source, tmp_path):
+    # read_some given: a live stream (the server side), not a fetched pack's spool that ends with the pack.
+    lines = []
+    sink = ProgressLines(lines.append, lambda: False)
+    stream = io.BytesIO(pack_of(source, "main\n"))
+    repo = Repo.init_bare(str(tmp_path / "r"), mkdir=True)
+    packs.receive_in_one_pass(repo)
+    repo.object_store.add_thin_pack(stream.read, stream.read, progress=sink)
+    assert len(pack_files(repo)) == 2
+    assert "Unpacking objects" not in {p.stage for p in lines} and any("pack entries" in p.message for p in lines)
+    repo.close()

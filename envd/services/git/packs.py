@@ -3,15 +3,16 @@
 dulwich's DiskObjectStore.add_thin_pack goes over an incoming pack four times in pure Python: copying the stream
 (inflating each object to find where it ends), indexing it (inflating again, applying deltas, hashing), then,
 once moved in, reading it whole again to check every object parses (PackInflater: inflate, apply deltas, parse).
-That was ~75% of a clone. OnePassObjectStore keeps what the copy inflated and resolves the delta chains from it,
-hashing and parsing each object as it goes (the same checks, so a malformed object still fails the fetch), then
-writes the index. Inflated data is kept up to INFLATED_BUDGET bytes per pack; objects beyond it are inflated
-again from the written pack, as dulwich does.
+That was ~75% of a clone. OnePassObjectStore copies the fetched pack as bytes, inflates each object once, keeps
+that and resolves the delta chains from it, hashing and parsing each object as it goes (the same checks, so a
+malformed object still fails the fetch), then writes the index. Inflated data is kept up to INFLATED_BUDGET bytes
+per pack; objects beyond it are inflated again from the written pack, as dulwich does.
 """
 
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import tempfile
 from collections.abc import Callable
@@ -23,15 +24,17 @@ from dulwich.pack import (
     ApplyDeltaError,
     PackData,
     PackIndexer,
-    PackStreamCopier,
     UnpackedObject,
     apply_delta,
     chunks_length,
     extend_pack,
+    unpack_object_at,
     write_pack_index,
 )
 
 INFLATED_BUDGET = 256 << 20
+COPY_CHUNK = 1 << 20
+PACK_HEADER_SIZE = 12
 PROGRESS_EVERY = 500  # objects; each report also lets a cancelled clone stop (progress.py)
 
 
@@ -89,29 +92,44 @@ class OnePassObjectStore(DiskObjectStore):
     """
 
     def add_thin_pack(self, read_all, read_some, progress=None, *, max_input_size: int | None = None):
-        if max_input_size:  # dulwich's own path bounds the reads
+        if max_input_size or read_some is not None:
+            # Not a fetch's spooled pack (client.fetch passes its read, which ends where the pack does) but a
+            # network stream, perhaps with a size limit: dulwich's path reads it object by object.
             return super().add_thin_pack(read_all, read_some, progress, max_input_size=max_input_size)
         fd, path = tempfile.mkstemp(dir=self.path, prefix="tmp_pack_")
         try:
             with os.fdopen(fd, "w+b") as f:
                 os.chmod(path, PACK_MODE)
-                resolver = _Resolver(self, INFLATED_BUDGET)
-                copier = PackStreamCopier(self.object_format.hash_func, read_all, read_some, f)
-                for i, unpacked in enumerate(copier.read_objects(compute_crc32=True), 1):  # checks the trailer
-                    resolver.record(unpacked)
-                    _report(progress, "Unpacking objects", i, len(copier))
+                while chunk := read_all(COPY_CHUNK):
+                    f.write(chunk)
                 f.flush()
-                entries = []
-                with PackData(path, file=f, object_format=self.object_format) as data:  # for objects not kept
-                    resolver.set_pack_data(data)
+                resolver = _Resolver(self, INFLATED_BUDGET)
+                with PackData(path, file=f, object_format=self.object_format) as data:
+                    data.check()  # the trailer: the checksum of all before it
+                    self._unpack(f, len(data), resolver, progress)
+                    resolver.set_pack_data(data)  # for objects not kept inflated
+                    entries = []
                     for entry in resolver:
                         entries.append(entry)
-                        _report(progress, "Checking objects", len(entries), len(copier))
-                return self._move_in(f, path, entries, set(resolver.ext_refs()), copier.sha.digest(), progress)
+                        _report(progress, "Checking objects", len(entries), len(data))
+                    pack_sha = data.get_stored_checksum()
+                return self._move_in(f, path, entries, set(resolver.ext_refs()), pack_sha, progress)
         except BaseException:
             if os.path.exists(path):
                 os.remove(path)
             raise
+
+    def _unpack(self, f, total: int, resolver: _Resolver, progress) -> None:
+        """Inflates each of the pack's objects in turn (where one ends is only known by inflating it)."""
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as contents:
+            offset = PACK_HEADER_SIZE
+            for i in range(1, total + 1):
+                unpacked, offset = unpack_object_at(contents, offset, self.object_format.hash_func,
+                                                    compute_crc32=True)
+                resolver.record(unpacked)
+                _report(progress, "Unpacking objects", i, total)
+            if offset != len(contents) - self.object_format.oid_length:
+                raise ValueError(f"malformed pack: its {total} objects end at byte {offset}, not at its checksum")
 
     def _move_in(self, f, path: str, entries: list, ext_refs: set, pack_sha: bytes, progress):
         """DiskObjectStore._complete_pack without its re-reading of every object (done above)."""
@@ -138,8 +156,8 @@ class OnePassObjectStore(DiskObjectStore):
         try:
             with GitFile(
                 base + ".idx", "wb", mask=PACK_MODE, fsync=self.fsync_object_files, shared_perm=self.shared_perm
-            ) as f:  # written to idx.lock, renamed into place when complete
-                f.write(index.getbuffer())
+            ) as index_file:  # written to idx.lock, renamed into place when complete
+                index_file.write(index.getbuffer())
         except BaseException:
             os.remove(base + ".pack")
             raise
