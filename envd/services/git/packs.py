@@ -32,7 +32,7 @@ from dulwich.pack import (
     write_pack_index,
 )
 
-INFLATED_BUDGET = 256 << 20
+INFLATED_BUDGET = 64 << 20  # bytes of inflated objects held per pack: sandboxes may have 512 MiB in all
 COPY_CHUNK = 1 << 20
 PACK_HEADER_SIZE = 12
 PROGRESS_EVERY = 500  # objects; each report also lets a cancelled clone stop (progress.py)
