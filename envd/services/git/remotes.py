@@ -107,10 +107,13 @@ def fetch(path: str, home: str, remote: str | None, credentials: Credentials | N
           progress: ProgressLines) -> list[RefUpdate]:
     from dulwich import porcelain
 
+    from .packs import receive_in_one_pass
+
     with open_repository(path) as repo:
         remote = remote or _default_remote(repo)
         _check_remote(repo, remote)
         before = _tracking(repo, remote)
+        receive_in_one_pass(repo)
         porcelain.fetch(repo, remote, errstream=progress, depth=depth or None, env={},
                         **transport_kwargs(credentials))
         progress.flush()
@@ -122,7 +125,10 @@ def pull(path: str, home: str, remote: str | None, branch: str | None, credentia
     from dulwich import porcelain
     from dulwich.porcelain import DivergedBranches, Error
 
+    from .packs import receive_in_one_pass
+
     with open_repository(path) as repo:
+        receive_in_one_pass(repo)
         current = current_branch(repo)
         if remote is None or branch is None:
             upstream = upstream_of(repo, current) if current else None

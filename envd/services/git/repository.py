@@ -139,6 +139,7 @@ def clone(
     try:
         config = user_config_stack(home)
         client, remote_path = get_transport_and_path(clean_url, config=config, **transport_kwargs(credentials))
+        client.fetch = _fetching_in_one_pass(client.fetch)
         # origin_url: what lands in .git/config — the URL without any credentials.
         repo = client.clone(
             remote_path,
@@ -160,6 +161,22 @@ def clone(
         return sha.decode(), current.decode().removeprefix("refs/heads/")
     finally:
         repo.close()
+
+
+def _fetching_in_one_pass(fetch):
+    """client.fetch, with the target repository taking the pack in one pass (packs.py).
+
+    dulwich's clone creates the repository itself and fetches into it right away: this is the only point
+    between the two.
+    """
+
+    from .packs import receive_in_one_pass
+
+    def fetch_into(path, target, *args, **kwargs):
+        receive_in_one_pass(target)
+        return fetch(path, target, *args, **kwargs)
+
+    return fetch_into
 
 
 def _remove_clone(path: str, created: bool) -> None:

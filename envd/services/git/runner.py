@@ -18,7 +18,7 @@ _DONE = object()
 
 
 def preload_modules() -> None:
-    """Import all of dulwich (0.3 s, ~5 MB) before any thread acts as a user.
+    """Import all of dulwich (0.3 s, ~5 MB), and our modules built on it, before any thread acts as a user.
 
     Imports inside a git thread would read the interpreter's files with the user's permissions, and the
     interpreter may live where the user cannot read (here: /root/.pyenv); dulwich imports lazily inside its
@@ -36,6 +36,7 @@ def preload_modules() -> None:
             importlib.import_module(name)
         except ImportError:
             pass  # a module for an optional extra (fastimport, ...) that the service never uses
+    from . import packs  # noqa: F401  (imports dulwich at module level)
 
 
 # Modules the stdlib/urllib3 import on first use inside a git operation (not at import time).
