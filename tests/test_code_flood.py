@@ -56,7 +56,11 @@ def test_flood_to_a_reader_that_waits_keeps_memory_bounded_and_loses_nothing(tmp
                         events.append(event["type"])
                         if event["type"] == "stdout":
                             text.append(event["text"])
-        assert waited_growth < 64, f"envd grew {waited_growth:.0f} MB while the client did not read"
+        # Bounded = 4 MiB of queued events plus what was already in flight (ZMQ, TCP) when the kernel stopped;
+        # the latter grows with machine load (10 MB idle, ~80 MB measured on a loaded 2-core run). Buffering
+        # the flood would take more than its 256 MiB.
+        print(f"envd grew {waited_growth:.0f} MB while the client did not read")
+        assert waited_growth < 128, f"envd grew {waited_growth:.0f} MB while the client did not read"
         assert events[-1] == "end_of_execution" and "error" not in events
         lines = "".join(text).splitlines()
         assert len(lines) == LINES
