@@ -59,14 +59,13 @@ mmdebstrap --variant=minbase --quiet \
   --customize-hook="echo '[rootfs] install.sh --flavour $flavour (inside the root)'" \
   --customize-hook="cp -a '$work/src' \"\$1/tmp/envd-src\"" \
   --customize-hook="chroot \"\$1\" $chroot_env bash /tmp/envd-src/rootfs/install.sh --flavour $flavour --init systemd /tmp/envd-src" \
+  --customize-hook="echo '[rootfs] kernel and initrd -> $out'; cp \"\$1\"/boot/vmlinuz-* '$out/vmlinuz'; cp \"\$1\"/boot/initrd.img-* '$out/initrd.img'" \
   --customize-hook="chroot \"\$1\" $chroot_env bash /tmp/envd-src/rootfs/vm-tweaks.sh" \
   --customize-hook='rm -rf "$1/tmp/envd-src"' \
+  --customize-hook="du -xm --max-depth=4 \"\$1\" | sort -n | tail -40 | sed \"s|\$1||\" > '$out/sizes.txt'" \
   bookworm "$root" ${mirror:+"deb $mirror bookworm main"}
 
-stage "kernel and initrd -> $out"
-cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
-cp "$root"/boot/initrd.img-* "$out/initrd.img"
-kver=$(basename "$root"/boot/vmlinuz-* | sed 's/^vmlinuz-//')
+kver=$(ls "$root/usr/lib/modules")
 content=$(du -sxm "$root" | cut -f1)
 
 stage "mkfs.ext4 -d ($size sparse) -> $out/rootfs.ext4"

@@ -52,6 +52,8 @@ build=$(mktemp -d)
 tar -C "$src" --exclude=__pycache__ -cf - pyproject.toml README.md envd | tar -C "$build" -xf -
 /opt/envd/venv/bin/pip install -q --disable-pip-version-check --no-cache-dir "$build"
 rm -rf "$build"
+# pip and setuptools are build tools: ~25 MB the running daemon never uses (python -m ensurepip restores pip).
+/opt/envd/venv/bin/python -m pip uninstall -q -y setuptools pip
 ln -sf /opt/envd/venv/bin/envd /usr/bin/envd
 /usr/bin/envd -version >/dev/null
 

@@ -101,7 +101,7 @@ def sdk_env(vm: boot.VM, monkeypatch: pytest.MonkeyPatch) -> str:
 def sbx(sdk_env: str):
     from e2b import Sandbox
 
-    return Sandbox(debug=True)
+    return Sandbox.create()
 
 
 def token() -> str:

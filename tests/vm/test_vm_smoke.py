@@ -153,7 +153,7 @@ def test_run_code_when_kernels_are_in_the_image(vm, flavour, monkeypatch):
     monkeypatch.setenv("E2B_DEBUG", "true")
     monkeypatch.delenv("E2B_SANDBOX_URL", raising=False)
     deadline = time.monotonic() + 300
-    sbx = CodeSandbox(debug=True)
+    sbx = CodeSandbox.create()
     while True:  # the default python context starts with the VM; under TCG that takes a while
         try:
             execution = sbx.run_code("import os; x = 6 * 7; print(os.getuid()); x", timeout=SLOW,
