@@ -147,7 +147,7 @@ def test_run_code_when_kernels_are_in_the_image(vm, flavour, monkeypatch):
     sbx = CodeSandbox.create()
     while True:  # the default python context starts with the VM; under TCG that takes a while
         try:
-            execution = sbx.run_code("import os; x = 6 * 7; print(os.getuid()); x", timeout=SLOW,
+            execution = sbx.run_code("import os; x = 6 * 7; print(os.getuid(), os.getcwd()); x", timeout=SLOW,
                                      request_timeout=SLOW)
             break
         except Exception:
@@ -155,7 +155,8 @@ def test_run_code_when_kernels_are_in_the_image(vm, flavour, monkeypatch):
                 raise
             time.sleep(2)
     assert execution.error is None, execution.error
-    assert execution.logs.stdout == ["1000\n"]
+    # code-interpreter.md §5: kernels run as root and start in /home/user.
+    assert execution.logs.stdout == ["0 /home/user\n"]
     assert execution.results[0].text == "42"
 
 
