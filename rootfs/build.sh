@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make rootfs`: a bookworm root with mmdebstrap, rootfs/install.sh run inside it, an ext4 image from the
 # directory (mkfs.ext4 -d, no loop mount), kernel + initrd copied out beside it, a Firecracker config.
-# Recipe and its reasons: ../shared/notes/vm-boot.md (copied into rootfs/README.md).
+# Recipe and its reasons: ../shared/notes/vm-boot.md, summarised in rootfs/README.md.
 #
 #   build.sh [--flavour base|code-interpreter] [--out DIR] [--size 2G] [--mirror URL]
 set -euo pipefail
@@ -24,6 +24,8 @@ out=$(mkdir -p "${out:-$src/build/vm/$flavour}" && cd "${out:-$src/build/vm/$fla
 [[ $(id -u) == 0 ]] || { echo "build.sh: run as root (mmdebstrap root mode, chroot)" >&2; exit 2; }
 bash "$src/scripts/setup-vm-host.sh"
 
+# A failed build must not leave the previous image behind for `make boot` to pick up.
+rm -f "$out"/{rootfs.ext4,vmlinuz,vmlinux,initrd.img,firecracker.json,image.env,sizes.txt}
 start=$EPOCHREALTIME
 stage() { awk -v s="$start" -v n="$EPOCHREALTIME" -v m="$*" 'BEGIN { printf "[rootfs %6.1fs] %s\n", n - s, m }'; }
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/envd-rootfs.XXXXXX")
