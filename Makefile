@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 PORT ?= 49983
 
-.PHONY: setup kernels run test proto bench clean
+.PHONY: setup kernels run test proto bench clean rootfs boot boot-test docker
 
 setup: $(STAMP) kernels
 
@@ -38,3 +38,26 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) tests/e2e/js/node_modules
+
+# The VM image (rootfs/README.md): bookworm root + rootfs/install.sh -> build/vm/$(FLAVOUR)/rootfs.ext4,
+# vmlinuz, initrd.img, firecracker.json. FLAVOUR=code-interpreter adds the kernels (scripts/setup-kernels.sh).
+FLAVOUR ?= base
+VM_DIR ?= build/vm/$(FLAVOUR)
+rootfs:
+	bash rootfs/build.sh --flavour $(FLAVOUR) --out $(VM_DIR)
+
+# Boot it under QEMU microvm, wait for /health, /init it, report boot-to-healthy, shut down.
+# BOOT_ARGS="--keep" leaves it running (prints E2B_SANDBOX_URL); --accel kvm|tcg, --timeout, --retries.
+boot:
+	bash scripts/setup-vm-host.sh
+	python3 rootfs/boot.py --image-dir $(VM_DIR) $(BOOT_ARGS)
+
+# The SDK smoke suite against the booted VM (tests/vm; slow: a TCG boot is ~1 min on a busy 2-core host).
+boot-test: setup
+	bash scripts/setup-vm-host.sh
+	ENVD_VM_DIR=$(VM_DIR) $(VENV)/bin/pytest tests/vm -v
+
+# The local testing image (rootfs/Dockerfile, same install script) where a Docker engine runs.
+DOCKER_TAG ?= envd:local
+docker:
+	docker build -f rootfs/Dockerfile --build-arg FLAVOUR=$(FLAVOUR) -t $(DOCKER_TAG) .
