@@ -190,3 +190,20 @@ def test_run_code_when_kernels_are_in_the_image(vm, flavour, monkeypatch):
     # code-interpreter.md §5: kernels run as root and start in /home/user.
     assert execution.logs.stdout == ["0 /home/user\n"]
     assert execution.results[0].text == "42"
+
+
+def test_init_timestamp_sets_the_guest_clock(sbx, vm):
+    """envd.md §3.4.3 where envd owns the clock (FC mode in the VM; the host suite can only skip it): a guest clock
+    an hour behind is pulled forward by /init's timestamp, one an hour ahead is pulled back."""
+
+    def guest_offset() -> float:
+        before = time.time()
+        guest = float(run(sbx, "date +%s.%N"))
+        return guest - (before + time.time()) / 2
+
+    for shift in (-3600, 3600):
+        run(sbx, f"date -s @{int(time.time()) + shift}", user="root")
+        assert abs(guest_offset() - shift) < 60, "the guest clock did not move for the test"
+        vm.init(env_vars={"VM_SMOKE": "from-init"}, default_user="user")  # the orchestrator's /init, timestamp now
+        offset = guest_offset()
+        assert abs(offset) < 30, f"guest clock still {offset:.0f} s off the /init timestamp (shifted {shift} s)"
