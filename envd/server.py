@@ -17,6 +17,7 @@ from .api.sandbox import SandboxRoutes
 from .config import Config
 from .host.ca_bundle import CABundleInstaller
 from .host.clock import NoClock, SystemClock
+from .host.entropy import KernelEntropy, NoEntropy
 from .host.oom import protect_daemon
 from .state import SandboxState
 
@@ -53,6 +54,7 @@ def build_app(config: Config, state: SandboxState) -> EnvdApp:
         clock=NoClock() if config.is_not_fc else SystemClock(),
         mmds_token_hash=mmds_absent,
         install_ca_bundle=CABundleInstaller().install,
+        entropy=NoEntropy() if config.is_not_fc else KernelEntropy(),
     )
 
     async def load_extension() -> Extension:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
 import re
@@ -36,6 +37,8 @@ class InitRequest:
     default_user: str = ""
     default_workdir: str = ""
     ca_bundle: str = ""
+    # Platform extension: host randomness for the kernel CRNG (envd/host/entropy.py).
+    entropy: bytes = b""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -57,6 +60,10 @@ class InitRequest:
         ):
             raise InitBodyError("envVars must map strings to strings")
         timestamp = data.get("timestamp")
+        try:
+            entropy = binascii.a2b_base64(_string(data, "entropy"), strict_mode=True)
+        except binascii.Error as err:
+            raise InitBodyError(f"entropy must be base64: {err}") from err
         return cls(
             env_vars=env_vars,
             access_token=token,
@@ -64,6 +71,7 @@ class InitRequest:
             default_user=_string(data, "defaultUser"),
             default_workdir=_string(data, "defaultWorkdir"),
             ca_bundle=_string(data, "caBundle"),
+            entropy=entropy,
             extra=data,
         )
 
@@ -100,6 +108,10 @@ class Clock:
     def sync(self, host_ns: int) -> None: ...
 
 
+class Entropy:
+    def mix(self, data: bytes) -> None: ...
+
+
 class SandboxRoutes:
     def __init__(
         self,
@@ -107,9 +119,11 @@ class SandboxRoutes:
         clock: Clock,
         mmds_token_hash: Callable[[], Awaitable[str | None]],
         install_ca_bundle: Callable[[str], Awaitable[None]],
+        entropy: Entropy | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
+        self.entropy = entropy
         self.mmds_token_hash = mmds_token_hash
         self.install_ca_bundle = install_ca_bundle
         self._init_lock = asyncio.Lock()
@@ -158,6 +172,8 @@ class SandboxRoutes:
             if body.timestamp_ns is not None:
                 self.state.last_set_time = body.timestamp_ns
                 self.clock.sync(body.timestamp_ns)
+            if body.entropy and self.entropy is not None:
+                self.entropy.mix(body.entropy)
             if body.env_vars is not None:
                 self.state.envs.replace_user(body.env_vars)
             self.state.token.set(body.access_token)
