@@ -133,9 +133,12 @@ class Qmp:
     async def execute(self, command: str, **arguments) -> object:
         async with self.lock:
             msg = {"execute": command, **({"arguments": arguments} if arguments else {})}
-            self.writer.write(json.dumps(msg).encode() + b"\n")
-            await self.writer.drain()
-            reply = await self._read()
+            try:
+                self.writer.write(json.dumps(msg).encode() + b"\n")
+                await self.writer.drain()
+                reply = await self._read()
+            except OSError as err:
+                raise VMError(f"QMP {command}: {err} (QEMU exited)") from None
         if "error" in reply:
             raise VMError(f"QMP {command}: {reply['error'].get('desc', reply['error'])}")
         return reply.get("return")
@@ -206,11 +209,22 @@ class VM:
             await self.read_forwards()
         return self.ports[guest_port]
 
-    async def load(self, state_file: Path, *, ignore_shared: bool, timeout: float = 60.0) -> None:
+    async def _ignore_shared(self) -> None:
+        """x-ignore-shared on every save and load alike: it changes the stream format, so both sides must agree.
+        It leaves out only RAM mapped shared (the template's boot); a sandbox's private RAM is always saved."""
+        await self.qmp.execute("migrate-set-capabilities",
+                               capabilities=[{"capability": "x-ignore-shared", "state": True}])
+
+    async def load(self, state_file: Path, timeout: float = 60.0) -> None:
         """Feed a saved state into a VM started with `incoming=True`; returns when it is loaded (paused)."""
-        if ignore_shared:
-            await self.qmp.execute("migrate-set-capabilities",
-                                   capabilities=[{"capability": "x-ignore-shared", "state": True}])
+        try:
+            await self._load(state_file, timeout)
+        except VMError as err:
+            await asyncio.sleep(0.1)  # let QEMU finish writing why it gave up
+            raise VMError(f"loading {state_file.name}: {err}; qemu: {self._qemu_stderr() or '(no output)'}") from None
+
+    async def _load(self, state_file: Path, timeout: float) -> None:
+        await self._ignore_shared()
         await self.qmp.execute("migrate-incoming", uri=f"exec:cat {state_file}")
         deadline = time.monotonic() + timeout
         while True:
@@ -223,12 +237,10 @@ class VM:
                 raise VMError(f"state load not done within {timeout:.0f} s")
             await asyncio.sleep(0.005)
 
-    async def save(self, state_file: Path, *, ignore_shared: bool, timeout: float = 120.0) -> None:
+    async def save(self, state_file: Path, timeout: float = 120.0) -> None:
         """Stop the guest and write its state (vm-snapshots.md "Save"); the VM stays stopped, disk flushed."""
         await self.qmp.execute("stop")
-        if ignore_shared:
-            await self.qmp.execute("migrate-set-capabilities",
-                                   capabilities=[{"capability": "x-ignore-shared", "state": True}])
+        await self._ignore_shared()
         # Debian's default of 128 MiB/s makes a 170 MB save take 1.2 s instead of 0.15 s.
         await self.qmp.execute("migrate-set-parameters", **{"max-bandwidth": 100 << 30})
         await self.qmp.execute("migrate", uri=f"exec:cat > {state_file}")

@@ -15,6 +15,7 @@ import shutil
 import signal
 import string
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,8 @@ class Manager:
         self.http = guest.client()
         self.tasks: set[asyncio.Task] = set()
         self.starting = 0  # creates in flight, counted against the limit
+        # Every QEMU this manager started, whatever it is doing (creating, pooled, running): stop kills them all.
+        self.vms: weakref.WeakSet[VM] = weakref.WeakSet()
 
     # --- start-up and shutdown ---
 
@@ -132,6 +135,10 @@ class Manager:
                 shutil.rmtree(parked.dir, ignore_errors=True)
         for sandbox in list(self.sandboxes.values()):
             await self._destroy(sandbox)
+        for vm in list(self.vms):
+            await vm.kill()
+        for leftover in self.sandbox_root.glob("*"):  # half-made pool VMs of cancelled refills
+            shutil.rmtree(leftover, ignore_errors=True)
         await self.http.aclose()
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -164,7 +171,7 @@ class Manager:
     def _new_id(self) -> str:
         while True:
             sandbox_id = "i" + "".join(secrets.choice(ID_ALPHABET) for _ in range(19))
-            if sandbox_id not in self.sandboxes:
+            if not (self.sandbox_root / sandbox_id).exists():
                 return sandbox_id
 
     def _admit(self, template: Template) -> None:
@@ -192,18 +199,16 @@ class Manager:
             raise PlatformError(404 if template.built() else 500, template.error)
         self._admit(template)
         self.starting += 1
-        sandbox_id = self._new_id()
+        pool = self.pools[template.name]
+        # A pooled VM's directory is already named for the id it will carry (QEMU holds its paths).
+        parked = pool.pop() if pool else None
+        sandbox_id = parked.dir.name if parked else self._new_id()
         sandbox = Sandbox(id=sandbox_id, template=template, dir=self.sandbox_root / sandbox_id,
                           access_token=secrets.token_urlsafe(32) if secure else None, env_vars=env_vars,
                           metadata=metadata, timeout_s=timeout_s, auto_pause=auto_pause)
         try:
-            pool = self.pools[template.name]
-            if pool:
-                parked = pool.pop()
-                parked.dir.rename(sandbox.dir)
+            if parked:
                 vm = parked.vm
-                vm.run_dir = sandbox.dir  # the files moved with the directory; QEMU holds them open
-                vm.disk = sandbox.dir / "disk.qcow2"
                 self._refill(template)
             else:
                 vm = await self._restore(template, sandbox.dir)
@@ -234,9 +239,10 @@ class Manager:
         disk = run_dir / "disk.qcow2"
         await create_overlay(disk, template.disk)
         vm = VM(template.machine, run_dir, disk)
+        self.vms.add(vm)
         await vm.start(share_ram=False, incoming=True)
         try:
-            await vm.load(template.state_file, ignore_shared=True)
+            await vm.load(template.state_file)
         except VMError:
             await vm.kill()
             raise
@@ -254,7 +260,7 @@ class Manager:
     async def _fill(self, template: Template) -> None:
         pool = self.pools[template.name]
         while len(pool) < self.pool_size:
-            run_dir = self.sandbox_root / f"pool-{template.name}-{secrets.token_hex(4)}"
+            run_dir = self.sandbox_root / self._new_id()
             vm = None
             try:
                 vm = await self._restore(template, run_dir)
@@ -264,11 +270,14 @@ class Manager:
                 # Warm TCG's translation of envd's request paths in this QEMU, then freeze it.
                 await guest.warm_up(self.http, base, code, timeout=60)
                 await vm.stop()
-            except (VMError, OSError, httpx.HTTPError) as err:
-                log.warning("warm pool %s: %s", template.name, err)
+            except (VMError, OSError, httpx.HTTPError, asyncio.CancelledError) as err:
+                if not isinstance(err, asyncio.CancelledError):
+                    log.warning("warm pool %s: %s", template.name, err)
                 if vm:
                     await vm.kill()
                 shutil.rmtree(run_dir, ignore_errors=True)
+                if isinstance(err, asyncio.CancelledError):
+                    raise
                 return
             pool.append(Parked(vm, run_dir))
 
@@ -303,7 +312,7 @@ class Manager:
         """Save the running VM's state next to its overlay, then quit QEMU (vm-snapshots.md "Pause/resume")."""
         vm = sandbox.vm
         try:
-            await vm.save(sandbox.pause_file, ignore_shared=False)
+            await vm.save(sandbox.pause_file)
         except VMError as err:
             sandbox.pause_file.unlink(missing_ok=True)
             try:
@@ -326,9 +335,10 @@ class Manager:
                 return sandbox, False
             self._admit(sandbox.template)
             vm = VM(sandbox.template.machine, sandbox.dir, sandbox.dir / "disk.qcow2")
+            self.vms.add(vm)
             try:
                 await vm.start(share_ram=False, incoming=True)
-                await vm.load(sandbox.pause_file, ignore_shared=False)
+                await vm.load(sandbox.pause_file)
                 await vm.cont()
                 sandbox.vm = vm
                 # Same token (envd accepts it again), the host's clock (guest time stood still), new randomness.

@@ -143,7 +143,7 @@ class Template:
             await guest.warm_up(http, base, code_base)
             warm_s = time.monotonic() - t1
             t1 = time.monotonic()
-            await vm.save(self.state_file, ignore_shared=True)
+            await vm.save(self.state_file)
             save_s = time.monotonic() - t1
         except VMError as err:
             raise VMError(f"{err}\n--- console ---\n{vm.console_tail()}") from None
