@@ -8,6 +8,7 @@ run pays one cold boot per template at most. One platform process per test modul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +110,12 @@ def sdk_env(platform: Platform) -> dict[str, str]:
     return {"E2B_API_URL": platform.api_url, "E2B_SANDBOX_URL": platform.sandbox_url, "E2B_API_KEY": API_KEY}
 
 
-@pytest.fixture(scope="module")
-def platform() -> Platform:
+@contextlib.contextmanager
+def running_platform(templates: str, *extra: str) -> Iterator[Platform]:
+    """A platform serving `templates` with the SDK environment pointing at it; on exit, checks that stopping it
+    left no QEMU and no sandbox directory behind."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("E2B_")}
-    plat = start_platform("base")
-    health = plat.health()
-    if health["templates"].get("base") != "ready":
-        stop_platform(plat)
-        pytest.fail(f"template base not ready: {health}\n{plat.log_tail()}")
+    plat = start_platform(templates, *extra)
     os.environ.update(sdk_env(plat))
     try:
         yield plat
@@ -126,4 +126,13 @@ def platform() -> Platform:
         stop_platform(plat)
         # Stopping the platform stops its VMs and removes their disks.
         assert plat.qemu_pids() == [], f"QEMU left running after platform stop:\n{plat.log_tail()}"
-        assert not [p for p in (plat.state / "sandboxes").iterdir()], "sandbox directories left after stop"
+        assert not list((plat.state / "sandboxes").iterdir()), "sandbox directories left after stop"
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[Platform]:
+    with running_platform("base") as plat:
+        health = plat.health()
+        if health["templates"].get("base") != "ready":
+            pytest.fail(f"template base not ready: {health}\n{plat.log_tail()}")
+        yield plat
