@@ -20,7 +20,6 @@ from ..api.http import Request, Send, send_json, send_response
 from .sandboxes import Manager, PlatformError, Sandbox
 
 CLIENT_ID = "envd-platform"
-CPU_COUNT_KEY = "cpuCount"
 
 
 def rfc3339(ts: float) -> str:
@@ -107,7 +106,7 @@ class Api:
         return {"sandboxID": sandbox.id, "templateID": sandbox.template.name, "clientID": CLIENT_ID,
                 "alias": sandbox.template.name, "startedAt": rfc3339(sandbox.started_at),
                 "endAt": rfc3339(sandbox.end_at), "envdVersion": ENVD_VERSION,
-                CPU_COUNT_KEY: sandbox.template.cpus, "memoryMB": sandbox.template.memory_mib,
+                "cpuCount": sandbox.template.cpus, "memoryMB": sandbox.template.memory_mib,
                 "diskSizeMB": disk_size_mb(sandbox), "state": sandbox.state, "metadata": sandbox.metadata,
                 "envdAccessToken": sandbox.access_token, "domain": self.domain}
 
@@ -117,7 +116,9 @@ class Api:
         templates = {name: ("error" if t.error else "ready" if t.ready.is_set() else "preparing")
                      for name, t in self.manager.templates.items()}
         errors = {name: t.error for name, t in self.manager.templates.items() if t.error}
-        await send_json(send, 200, {"templates": templates, "errors": errors})
+        pools = {name: len(pool) for name, pool in self.manager.pools.items()}
+        await send_json(send, 200, {"templates": templates, "errors": errors, "pool": pools,
+                                    "sandboxes": len(self.manager.sandboxes)})
 
     async def create(self, request: Request, send: Send) -> None:
         body = await self.body(request)

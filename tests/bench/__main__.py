@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["bench_start", "bench_rpc", "bench_watch", "bench_transfer", "bench_process"]
+ALL = ["bench_start", "bench_rpc", "bench_watch", "bench_transfer", "bench_process", "bench_platform"]
 
 
 def main(names: list[str]) -> int:

@@ -67,7 +67,8 @@ class Platform:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_platform(templates: str = "base", *extra: str, state: Path = STATE) -> Platform:
+def start_platform(templates: str = "base", *extra: str) -> Platform:
+    state = STATE  # read at call time: the benchmark points it at a fresh directory
     port, proxy_port = free_port(), free_port()
     state.mkdir(parents=True, exist_ok=True)
     log = state / f"platform-{port}.log"
@@ -75,7 +76,7 @@ def start_platform(templates: str = "base", *extra: str, state: Path = STATE) ->
     process = subprocess.Popen(
         [sys.executable, "-m", "envd", "platform", "--port", str(port), "--proxy-port", str(proxy_port),
          "--api-key", API_KEY, "--images", IMAGES, "--state", str(state), "--templates", templates,
-         "--metrics-interval", "1", *extra],
+         *extra],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     platform = Platform(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{proxy_port}", state.resolve(), process, log)
     deadline = time.monotonic() + PREPARE_TIMEOUT
