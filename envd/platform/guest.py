@@ -43,12 +43,15 @@ def rfc3339_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-async def init(http: httpx.AsyncClient, base: str, *, access_token: str | None, env_vars: dict[str, str],
+async def init(http: httpx.AsyncClient, base: str, *, access_token: str | None, env_vars: dict[str, str] | None,
                default_user: str = "user", timeout: float = 30.0) -> None:
     """POST /init: token, env vars, default user, the host's clock, and fresh randomness for the kernel CRNG
-    (clones of one saved state share it: envd/host/entropy.py)."""
-    body: dict = {"envVars": env_vars, "defaultUser": default_user, "timestamp": rfc3339_now(),
+    (clones of one saved state share it: envd/host/entropy.py). Without a token and env vars it is what the
+    template gets before its save (the default user, as upstream's template build leaves it)."""
+    body: dict = {"defaultUser": default_user, "timestamp": rfc3339_now(),
                   "entropy": base64.b64encode(secrets.token_bytes(64)).decode()}
+    if env_vars is not None:
+        body["envVars"] = env_vars
     headers = {}
     if access_token:
         body["accessToken"] = access_token
@@ -71,18 +74,19 @@ def _envelope(payload: dict) -> bytes:
     return struct.pack(">BI", 0, len(data)) + data
 
 
-async def run(http: httpx.AsyncClient, base: str, command: str, user: str = "user",
-              access_token: str | None = None, timeout: float = 60.0) -> bytes:
-    """Process/Start `bash -l -c command` over Connect JSON and wait for its end; the raw stream.
+async def run(http: httpx.AsyncClient, base: str, command: str, access_token: str | None = None,
+              timeout: float = 60.0) -> bytes:
+    """Process/Start `bash -l -c command` as the SDK sends it (default user, keepalive and deadline headers)
+    and wait for its end; the raw stream.
 
-    Used to warm a VM up (envd's lazily loaded services, TCG's translation of the spawn path) before it is
-    saved or parked, so a sandbox's first command does not pay for it.
+    Used to warm a VM up (envd's lazily loaded services, TCG's translation of the spawn and output paths)
+    before it is saved or parked, so a sandbox's first command does not pay for it.
     """
     headers = {"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1",
-               "Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
+               "Keepalive-Ping-Interval": "50", "Connect-Timeout-Ms": str(int(timeout * 1000))}
     if access_token:
         headers["X-Access-Token"] = access_token
-    body = _envelope({"process": {"cmd": "/bin/bash", "args": ["-l", "-c", command]}})
+    body = _envelope({"process": {"cmd": "/bin/bash", "args": ["-l", "-c", command]}, "stdin": False})
     response = await http.post(f"{base}/process.Process/Start", content=body, headers=headers, timeout=timeout)
     if response.status_code != 200 or b'"end"' not in response.content:
         raise VMError(f"warm-up command {command!r} failed: {response.status_code} {response.content[:200]!r}")
@@ -90,9 +94,12 @@ async def run(http: httpx.AsyncClient, base: str, command: str, user: str = "use
 
 
 async def warm_up(http: httpx.AsyncClient, base: str, code_base: str | None, timeout: float = 120.0) -> None:
-    """One command, one file read and, with kernels, one code execution: the paths a first SDK call takes."""
-    await run(http, base, "true", timeout=timeout)
-    await http.get(f"{base}/files", params={"path": "/etc/hostname", "username": "user"}, timeout=timeout)
+    """Commands with output, a file write and read and, with kernels, a code cell: a first SDK call's paths."""
+    for _ in range(2):
+        await run(http, base, "echo warm", timeout=timeout)
+    await http.post(f"{base}/files", params={"path": "/tmp/.envd-warm-up"}, files={"file": b"warm"},
+                    timeout=timeout)
+    await http.get(f"{base}/files", params={"path": "/tmp/.envd-warm-up"}, timeout=timeout)
     if code_base:
         deadline = time.monotonic() + timeout
         while True:

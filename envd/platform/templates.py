@@ -29,7 +29,7 @@ from .qemu import CODE_PORT, ENVD_PORT, VM, Machine, VMError, create_overlay
 
 log = logging.getLogger("envd.platform")
 
-FORMAT = 1  # bump when the snapshot layout or machine command line changes
+FORMAT = 2  # bump when the snapshot layout or machine command line changes
 
 
 @dataclass
@@ -140,6 +140,8 @@ class Template:
             code_base = f"http://127.0.0.1:{vm.ports[CODE_PORT]}" if self.has_kernels else None
             boot_s = await guest.wait_healthy(http, base, boot_timeout, alive=lambda: not vm.exited)
             t1 = time.monotonic()
+            # Default user `user` but no token: every sandbox's own /init sets its token (first-time setup).
+            await guest.init(http, base, access_token=None, env_vars=None)
             await guest.warm_up(http, base, code_base)
             warm_s = time.monotonic() - t1
             t1 = time.monotonic()

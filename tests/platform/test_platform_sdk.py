@@ -236,7 +236,8 @@ def test_pause_resume_keeps_processes_and_files(platform):
     try:
         sb.files.write("/home/user/before-pause.txt", "still here")
         counter = sb.commands.run(
-            "i=0; while true; do echo $i > /home/user/count; i=$((i+1)); sleep 0.2; done", background=True)
+            "i=0; while true; do echo $i > /home/user/count.new; mv /home/user/count.new /home/user/count; "
+            "i=$((i+1)); sleep 0.2; done", background=True)
         time.sleep(1.5)
         qemu_pid = int((platform.state / "sandboxes" / sb.sandbox_id / "qemu.pid").read_text())
         sb.pause()
