@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
 
-from .. import ENVD_VERSION
 from ..api.http import Request, Send, send_json, send_response
 from .sandboxes import Manager, PlatformError, Sandbox
 
@@ -99,13 +98,13 @@ class Api:
 
     def sandbox_json(self, sandbox: Sandbox) -> dict:
         return {"sandboxID": sandbox.id, "templateID": sandbox.template.name, "clientID": CLIENT_ID,
-                "alias": sandbox.template.name, "envdVersion": ENVD_VERSION,
+                "alias": sandbox.template.name, "envdVersion": sandbox.template.envd_version,
                 "envdAccessToken": sandbox.access_token, "trafficAccessToken": None, "domain": self.domain}
 
     def detail_json(self, sandbox: Sandbox) -> dict:
         return {"sandboxID": sandbox.id, "templateID": sandbox.template.name, "clientID": CLIENT_ID,
                 "alias": sandbox.template.name, "startedAt": rfc3339(sandbox.started_at),
-                "endAt": rfc3339(sandbox.end_at), "envdVersion": ENVD_VERSION,
+                "endAt": rfc3339(sandbox.end_at), "envdVersion": sandbox.template.envd_version,
                 "cpuCount": sandbox.template.cpus, "memoryMB": sandbox.template.memory_mib,
                 "diskSizeMB": disk_size_mb(sandbox), "state": sandbox.state, "metadata": sandbox.metadata,
                 "envdAccessToken": sandbox.access_token, "domain": self.domain}

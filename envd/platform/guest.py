@@ -93,6 +93,25 @@ async def run(http: httpx.AsyncClient, base: str, command: str, access_token: st
     return response.content
 
 
+def stdout_of(stream: bytes) -> str:
+    """The stdout a Process/Start response stream carried (Connect envelopes of JSON events)."""
+    out, offset = b"", 0
+    while offset + 5 <= len(stream):
+        flags, length = struct.unpack(">BI", stream[offset:offset + 5])
+        payload = stream[offset + 5:offset + 5 + length]
+        offset += 5 + length
+        if flags == 0:
+            data = json.loads(payload).get("event", {}).get("data", {})
+            if "stdout" in data:
+                out += base64.b64decode(data["stdout"])
+    return out.decode(errors="replace")
+
+
+async def envd_version(http: httpx.AsyncClient, base: str) -> str:
+    """What the image's envd reports (`envd -version`): the envdVersion the SDKs gate features on (§7)."""
+    return stdout_of(await run(http, base, "/usr/bin/envd -version")).strip()
+
+
 async def warm_up(http: httpx.AsyncClient, base: str, code_base: str | None, timeout: float = 120.0) -> None:
     """Commands with output, a file write and read and, with kernels, a code cell: a first SDK call's paths."""
     for _ in range(2):

@@ -15,25 +15,20 @@ envd sees the disconnect.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
+import hmac
 import json
 import re
 from urllib.parse import parse_qsl
 
 import httpx
 
+from ..auth.signatures import sign
 from .qemu import ENVD_PORT, VMError
 from .sandboxes import Manager, Sandbox
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host"}
 HOST_ROUTE = re.compile(r"^(\d+)-([a-z0-9]+)\.")
-
-
-def signature(path: str, operation: str, user: str, token: str, expiration: str | None) -> str:
-    raw = f"{path}:{operation}:{user}:{token}" + (f":{expiration}" if expiration else "")
-    return "v1_" + base64.b64encode(hashlib.sha256(raw.encode()).digest()).decode().rstrip("=")
 
 
 class Proxy:
@@ -63,10 +58,16 @@ class Proxy:
         if not sig or scope["path"] != "/files":
             return None
         operation = "read" if scope["method"] == "GET" else "write"
+        try:
+            expiration = int(query["signature_expiration"]) if query.get("signature_expiration") else None
+        except ValueError:
+            return None
         for sandbox in list(self.manager.sandboxes.values()):
-            if sandbox.access_token and sig == signature(query.get("path", ""), operation, query.get("username", ""),
-                                                         sandbox.access_token, query.get("signature_expiration")):
-                return sandbox.id
+            if sandbox.access_token:
+                expected = sign(query.get("path", ""), operation, query.get("username", ""), sandbox.access_token,
+                                expiration)
+                if hmac.compare_digest(expected.encode(), sig.encode()):
+                    return sandbox.id
         return None
 
     async def __call__(self, scope, receive, send) -> None:

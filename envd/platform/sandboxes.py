@@ -65,6 +65,11 @@ class Sandbox:
     def pause_file(self) -> Path:
         return self.dir / "paused.state"
 
+    @property
+    def init_env(self) -> dict[str, str]:
+        """The create call's env vars, over what upstream envd learns from its metadata service (envd.md §8.1)."""
+        return {"E2B_SANDBOX_ID": self.id, "E2B_TEMPLATE_ID": self.template.name, **self.env_vars}
+
 
 @dataclass
 class Parked:
@@ -216,7 +221,7 @@ class Manager:
             try:
                 await vm.cont()
                 await guest.init(self.http, sandbox.envd_url, access_token=sandbox.access_token,
-                                 env_vars=env_vars)
+                                 env_vars=sandbox.init_env)
             except VMError as err:
                 raise VMError(f"{err}\n--- console ---\n{vm.console_tail()}") from None
         except (VMError, OSError) as err:
@@ -343,7 +348,7 @@ class Manager:
                 sandbox.vm = vm
                 # Same token (envd accepts it again), the host's clock (guest time stood still), new randomness.
                 await guest.init(self.http, sandbox.envd_url, access_token=sandbox.access_token,
-                                 env_vars=sandbox.env_vars)
+                                 env_vars=sandbox.init_env)
             except VMError as err:
                 await vm.kill()
                 sandbox.vm = None

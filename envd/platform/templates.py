@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import time
@@ -29,7 +30,7 @@ from .qemu import CODE_PORT, ENVD_PORT, VM, Machine, VMError, create_overlay
 
 log = logging.getLogger("envd.platform")
 
-FORMAT = 2  # bump when the snapshot layout or machine command line changes
+FORMAT = 3  # bump when the snapshot layout or machine command line changes
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Template:
     @property
     def state_file(self) -> Path:
         return self.snap_dir / "vm.state"
+
+    @property
+    def envd_version(self) -> str:
+        return self.meta.get("envd_version", "")
 
     @property
     def has_kernels(self) -> bool:
@@ -143,6 +148,9 @@ class Template:
             # Default user `user` but no token: every sandbox's own /init sets its token (first-time setup).
             await guest.init(http, base, access_token=None, env_vars=None)
             await guest.warm_up(http, base, code_base)
+            envd_version = await guest.envd_version(http, base)
+            if not re.fullmatch(r"\d+\.\d+\.\d+", envd_version):
+                raise VMError(f"`envd -version` in the image printed {envd_version!r}, not X.Y.Z")
             warm_s = time.monotonic() - t1
             t1 = time.monotonic()
             await vm.save(self.state_file)
@@ -155,7 +163,7 @@ class Template:
         for name in ("disk.qcow2", "base.ext4", "ram", "vm.state", "vmlinuz", "initrd.img"):
             (self.snap_dir / name).chmod(0o444)
         shutil.rmtree(run_dir, ignore_errors=True)
-        meta = {"fingerprint": fingerprint, "cold_boot_s": round(boot_s, 2), "warm_up_s": round(warm_s, 2),
+        meta = {"fingerprint": fingerprint, "envd_version": envd_version, "cold_boot_s": round(boot_s, 2), "warm_up_s": round(warm_s, 2),
                 "save_s": round(save_s, 3), "image_copy_s": round(copy_s, 2),
                 "saved_at": time.time(), "snapshot_bytes": snapshot_bytes(self.snap_dir)}
         (self.snap_dir / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -5,6 +5,8 @@ Every sandbox is a QEMU microVM restored from the base template's saved state; o
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -27,9 +29,10 @@ def sandbox(platform):
 
 
 def test_commands_env_user_and_clock(sandbox):
-    result = sandbox.commands.run('echo "$GREETING"; id -un; pwd; date +%s.%N')
-    greeting, user, cwd, guest_time = result.stdout.splitlines()
+    result = sandbox.commands.run('echo "$GREETING"; id -un; pwd; date +%s.%N; echo "$E2B_SANDBOX_ID"')
+    greeting, user, cwd, guest_time, sandbox_id = result.stdout.splitlines()
     assert (greeting, user, cwd) == ("hello from create", "user", "/home/user")
+    assert sandbox_id == sandbox.sandbox_id
     # The guest clock stood still while the template was saved; /init's timestamp set it.
     assert abs(float(guest_time) - time.time()) < 5
     with pytest.raises(Exception) as info:
@@ -114,6 +117,9 @@ def test_metadata_list_filters_and_pagination(platform):
 
 
 def test_get_info(sandbox):
+    # envdVersion: what the image's envd prints for `envd -version` (this checkout's, built into the image).
+    version = subprocess.run([sys.executable, "-m", "envd", "-version"], capture_output=True, text=True).stdout
+    assert str(sandbox._envd_version) == version.strip()
     info = sandbox.get_info()
     assert info.sandbox_id == sandbox.sandbox_id
     assert info.template_id == "base"
@@ -261,3 +267,51 @@ def test_pause_resume_keeps_processes_and_files(platform):
         assert Sandbox.get_info(sb.sandbox_id).state == SandboxState.RUNNING
     finally:
         Sandbox.kill(sb.sandbox_id)
+
+
+# --- the API itself (raw HTTP: forms and errors the current SDKs do not produce) ---
+
+
+def test_legacy_create_form_and_insecure_sandboxes(platform):
+    api = httpx.Client(base_url=platform.api_url, headers={"X-API-KEY": "e2b_platform_test_key"})
+    created = api.post("/sandboxes", json={"templateID": "base", "timeout": 60, "secure": False})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    try:
+        assert body["envdAccessToken"] is None and body["templateID"] == "base"
+        # No token: envd in the VM serves requests that carry none.
+        stat = httpx.post(f"{platform.sandbox_url}/filesystem.Filesystem/Stat", json={"path": "/etc"},
+                          headers={"E2b-Sandbox-Id": body["sandboxID"], "Connect-Protocol-Version": "1"})
+        assert stat.status_code == 200
+        listed = api.get("/sandboxes").json()  # the v1 list: running ones
+        assert body["sandboxID"] in {s["sandboxID"] for s in listed}
+    finally:
+        assert api.delete(f"/sandboxes/{body['sandboxID']}").status_code == 204
+    assert api.delete(f"/sandboxes/{body['sandboxID']}").status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [
+    ("POST", "/v2/sandboxes", {"timeout": 5}, 400, "templateID is required"),
+    ("POST", "/v2/sandboxes", {"templateID": "base", "timeout": -1}, 400, "timeout must be a non-negative"),
+    ("POST", "/v2/sandboxes", {"templateID": "base", "envVars": {"A": 1}}, 400, "envVars must be an object"),
+    ("POST", "/v2/sandboxes", b"{not json", 400, "not JSON"),
+    ("GET", "/v2/sandboxes?state=sleeping", None, 400, "unknown state filter sleeping"),
+    ("GET", "/v2/sandboxes?limit=0", None, 400, "limit must be between 1 and 100"),
+    ("POST", "/sandboxes/inope/timeout", {"timeout": 5}, 404, "sandbox 'inope' not found"),
+    ("POST", "/sandboxes/inope/pause", {}, 404, "sandbox 'inope' not found"),
+    ("GET", "/sandboxes/inope/metrics", None, 404, "sandbox 'inope' not found"),
+    ("GET", "/templates", None, 404, "no route GET /templates"),
+])
+def test_api_errors_have_the_api_shape(platform, method, path, body, status, message):
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    response = httpx.request(method, f"{platform.api_url}{path}", headers={"X-API-KEY": "e2b_platform_test_key"},
+                             **kwargs)
+    assert response.status_code == status
+    assert response.json()["code"] == status and message in response.json()["message"]
+
+
+def test_api_key_is_required(platform):
+    missing = httpx.get(f"{platform.api_url}/v2/sandboxes")
+    assert missing.status_code == 401 and missing.json() == {"code": 401, "message": "missing X-API-KEY header"}
+    assert httpx.get(f"{platform.api_url}/v2/sandboxes", headers={"X-API-KEY": "nope"}).status_code == 401
+    assert httpx.get(f"{platform.api_url}/health").status_code == 200  # readiness needs no key
