@@ -111,7 +111,7 @@ async def serve(args: argparse.Namespace, api_keys: list[str]) -> None:
 
     async def dispatch(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return

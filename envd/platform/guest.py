@@ -11,7 +11,7 @@ import json
 import secrets
 import struct
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -40,7 +40,7 @@ async def wait_healthy(http: httpx.AsyncClient, base: str, timeout: float, alive
 
 
 def rfc3339_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 async def init(http: httpx.AsyncClient, base: str, *, access_token: str | None, env_vars: dict[str, str] | None,

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def host_tsc_khz() -> int | None:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
-    match = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+    match = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.MULTILINE)
     return int(float(match.group(1)) * 1000) if match else None
 
 
@@ -46,7 +47,7 @@ def kvm_usable() -> bool:
     except OSError:
         return False
     os.close(fd)
-    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
+    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.MULTILINE))
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class VM:
 
     async def _load(self, state_file: Path, timeout: float) -> None:
         await self._ignore_shared()
-        await self.qmp.execute("migrate-incoming", uri=f"exec:cat {state_file}")
+        await self.qmp.execute("migrate-incoming", uri=f"exec:cat {shlex.quote(str(state_file))}")
         deadline = time.monotonic() + timeout
         while True:
             status = (await self.qmp.execute("query-status"))["status"]
@@ -243,7 +244,7 @@ class VM:
         await self._ignore_shared()
         # Debian's default of 128 MiB/s makes a 170 MB save take 1.2 s instead of 0.15 s.
         await self.qmp.execute("migrate-set-parameters", **{"max-bandwidth": 100 << 30})
-        await self.qmp.execute("migrate", uri=f"exec:cat > {state_file}")
+        await self.qmp.execute("migrate", uri=f"exec:cat > {shlex.quote(str(state_file))}")
         deadline = time.monotonic() + timeout
         while True:
             info = await self.qmp.execute("query-migrate")
@@ -268,7 +269,7 @@ class VM:
             try:
                 await self.qmp.execute("quit")
                 await asyncio.wait_for(self.process.wait(), timeout)
-            except (VMError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, VMError, OSError):
                 pass
         await self.kill()
 

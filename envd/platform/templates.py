@@ -115,7 +115,7 @@ class Template:
                     log.warning("template %s: cold boot attempt %d failed: %s", self.name, attempt, err)
                     if attempt == 2:
                         self.error = f"template '{self.name}' could not be prepared: {err}"
-        except Exception as err:  # noqa: BLE001 - reported through the API instead of a dead task
+        except Exception as err:
             log.exception("template %s: preparation failed", self.name)
             self.error = f"template '{self.name}' could not be prepared: {err}"
         finally:

@@ -10,10 +10,15 @@ import pytest
 from e2b import Sandbox
 from e2b.exceptions import RateLimitException
 
-from tests.platform.conftest import running_platform, sdk_env, start_platform, stop_platform
+from tests.platform.conftest import (
+    running_platform,
+    sdk_env,
+    start_platform,
+    stop_platform,
+)
 
 
-def test_crash_leftovers_are_reclaimed_at_next_start(tmp_path):
+def test_crash_leftovers_are_reclaimed_at_next_start():
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("E2B_")}
     crashed = start_platform("base", "--pool", "0")
     try:

@@ -226,9 +226,10 @@ def test_signed_urls(sandbox):
     assert response.status_code == 200, response.text
     assert sandbox.files.read("/home/user/uploaded.txt") == "via signed url"
     expiring = sandbox.download_url("/home/user/signed.txt", use_signature_expiration=1)
-    time.sleep(2.5)
+    time.sleep(3)
     expired = httpx.get(expiring)
-    assert expired.status_code == 401
+    guest_offset = float(sandbox.commands.run("date +%s.%N").stdout) - time.time()
+    assert expired.status_code == 401, f"guest clock {guest_offset:+.2f} s from the host's; {expired.text}"
     assert expired.json() == {"code": 401, "message": "signature is already expired"}
     forged = url.replace("signature=v1_", "signature=v1_x")
     assert httpx.get(forged).status_code in (401, 502)
@@ -315,3 +316,19 @@ def test_api_key_is_required(platform):
     assert missing.status_code == 401 and missing.json() == {"code": 401, "message": "missing X-API-KEY header"}
     assert httpx.get(f"{platform.api_url}/v2/sandboxes", headers={"X-API-KEY": "nope"}).status_code == 401
     assert httpx.get(f"{platform.api_url}/health").status_code == 200  # readiness needs no key
+
+
+def test_auto_pause_on_expiry(platform):
+    api = httpx.Client(base_url=platform.api_url, headers={"X-API-KEY": "e2b_platform_test_key"})
+    created = api.post("/v2/sandboxes", json={"templateID": "base", "timeout": 2, "autoPause": True})
+    assert created.status_code == 201, created.text
+    sandbox_id = created.json()["sandboxID"]
+    try:
+        deadline = time.monotonic() + 30
+        while api.get(f"/sandboxes/{sandbox_id}").json()["state"] != "paused" and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert api.get(f"/sandboxes/{sandbox_id}").json()["state"] == "paused"
+        resumed = Sandbox.connect(sandbox_id, timeout=60)
+        assert resumed.commands.run("echo back").stdout == "back\n"
+    finally:
+        api.delete(f"/sandboxes/{sandbox_id}")
