@@ -106,7 +106,7 @@ async def serve(args: argparse.Namespace, api_keys: list[str]) -> None:
     api = Api(manager, api_keys, domain=f"localhost:{args.proxy_port}")
     proxy = Proxy(manager)
     for template in templates.values():
-        manager._spawn(template.prepare(manager.http, version, args.boot_timeout))
+        manager.spawn(template.prepare(manager.http, version, args.boot_timeout))
     manager.start()
 
     async def dispatch(scope, receive, send) -> None:

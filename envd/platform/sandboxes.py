@@ -118,11 +118,11 @@ class Manager:
         return killed
 
     def start(self) -> None:
-        self._spawn(self._reaper())
+        self.spawn(self._reaper())
         if self.metrics_interval_s > 0:
-            self._spawn(self._sampler())
+            self.spawn(self._sampler())
         for template in self.templates.values():
-            self._spawn(self._after_ready(template))
+            self.spawn(self._after_ready(template))
 
     async def _after_ready(self, template: Template) -> None:
         await template.ready.wait()
@@ -146,7 +146,7 @@ class Manager:
             shutil.rmtree(leftover, ignore_errors=True)
         await self.http.aclose()
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -196,9 +196,10 @@ def run() -> bool:
     report("platform: idle sandbox QEMU memory", f"RSS {rss:.0f} MiB, USS {uss:.0f} MiB (median of 4; "
            f"4 idle VMs use {idle_cpu:.0f}% CPU)", "info", True)
     avail = psutil.virtual_memory().available / mib
-    ok &= report("platform: sandboxes at once", f"{count} then refused cleanly={clean} (cap {cap}); "
-                 f"memory would admit ~{int((avail - 1024) / max(uss, 1))} more", f"= cap {cap}",
-                 count == cap and clean and "limit of" in refusal)
+    ok &= report("platform: sandboxes at once", f"{count}, then refused cleanly={clean} (capped at {cap})",
+                 f"= cap {cap}", count == cap and clean and "limit of" in refusal)
+    report("platform: memory room on this host now", f"~{int((avail - 1024) / max(uss, 1))} more idle sandboxes "
+           f"at {uss:.0f} MiB USS; ~{int((avail - 1024) / 512)} if each filled its 512 MiB", "info", True)
     return ok
 
 
