@@ -91,6 +91,7 @@ class Manager:
         self.memory_reserve_mib = memory_reserve_mib
         self.max_timeout_s = max_timeout_s
         self.metrics_interval_s = metrics_interval_s
+        self.refill_delay_s = 1.0
         self.sandboxes: dict[str, Sandbox] = {}
         self.pools: dict[str, list[Parked]] = {name: [] for name in templates}
         self.refilling: dict[str, asyncio.Task] = {}
@@ -264,6 +265,8 @@ class Manager:
 
     async def _fill(self, template: Template) -> None:
         pool = self.pools[template.name]
+        # After a hand-out, let the new sandbox's first requests run before a restore competes for the CPU.
+        await asyncio.sleep(self.refill_delay_s)
         while len(pool) < self.pool_size:
             run_dir = self.sandbox_root / self._new_id()
             vm = None
