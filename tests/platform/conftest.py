@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(config, items):
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.vm)
             item.add_marker(pytest.mark.slow)
+            # A module's first test also waits for its platform, which may cold boot a template under TCG.
+            item.add_marker(pytest.mark.timeout(PREPARE_TIMEOUT + 120))
             if not IMAGES:
                 item.add_marker(pytest.mark.skip(
                     reason="platform suite: set ENVD_PLATFORM_IMAGES to `make rootfs` output (`make platform-test`)"))
