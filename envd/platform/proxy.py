@@ -112,6 +112,12 @@ class Proxy:
                         query=scope.get("query_string", b""))
         request = self.http.build_request(scope["method"], url, headers=headers,
                                           content=body() if has_body else None)
+        # httpx adds its own defaults; the VM must see the client's headers only (an added Accept-Encoding
+        # would get a client that asked for none a gzipped /files answer).
+        sent = {k.lower() for k, _ in headers}
+        for name in ("accept", "accept-encoding", "user-agent"):
+            if name.encode() not in sent:
+                request.headers.pop(name, None)
         try:
             response = await self.http.send(request, stream=True)
         except (httpx.TransportError, httpx.StreamClosed):

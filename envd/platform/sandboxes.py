@@ -208,6 +208,11 @@ class Manager:
         pool = self.pools[template.name]
         # A pooled VM's directory is already named for the id it will carry (QEMU holds its paths).
         parked = pool.pop() if pool else None
+        if parked and parked.vm.exited:  # died while parked: drop it, restore instead
+            log.warning("warm pool %s: parked QEMU had exited (%s)", template.name, parked.vm.process.returncode)
+            await parked.vm.kill()
+            shutil.rmtree(parked.dir, ignore_errors=True)
+            parked = None
         sandbox_id = parked.dir.name if parked else self._new_id()
         sandbox = Sandbox(id=sandbox_id, template=template, dir=self.sandbox_root / sandbox_id,
                           access_token=secrets.token_urlsafe(32) if secure else None, env_vars=env_vars,

@@ -332,3 +332,22 @@ def test_auto_pause_on_expiry(platform):
         assert resumed.commands.run("echo back").stdout == "back\n"
     finally:
         api.delete(f"/sandboxes/{sandbox_id}")
+
+
+def test_proxy_passes_the_clients_headers_only(sandbox, platform):
+    """A client sending no Accept-Encoding gets an uncompressed /files answer (the proxy adds none of its own)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    sandbox.files.write("/home/user/plain.txt", "x" * 4000)
+    target = urlsplit(platform.sandbox_url)
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+    conn.putrequest("GET", "/files?path=/home/user/plain.txt", skip_accept_encoding=True)
+    conn.putheader("E2b-Sandbox-Id", sandbox.sandbox_id)
+    conn.putheader("X-Access-Token", sandbox._envd_access_token)
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("content-encoding") is None
+    assert response.read() == b"x" * 4000
+    conn.close()
