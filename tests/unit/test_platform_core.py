@@ -103,3 +103,18 @@ def test_init_entropy_field():
         InitRequest.parse(b'{"entropy": "not base64!"}')
     with pytest.raises(InitBodyError, match="entropy must be a string"):
         InitRequest.parse(b'{"entropy": 5}')
+
+
+def test_envd_platform_subcommand():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "envd", "platform", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "E2B_API_URL" in out and "E2B_SANDBOX_URL" in out and "--max-sandboxes" in out
+    # The daemon's own flags are untouched by the subcommand.
+    version = subprocess.run([sys.executable, "-m", "envd", "-version"], capture_output=True, text=True,
+                             cwd=ROOT, check=True).stdout
+    assert version.strip().count(".") == 2
