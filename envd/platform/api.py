@@ -124,7 +124,8 @@ class Api:
         template = body.get("templateID")
         if not isinstance(template, str) or not template:
             raise PlatformError(400, "templateID is required")
-        timeout = self.manager.check_timeout(body.get("timeout", 15))
+        # The SDKs omit timeout when the caller gives none; the API's declared default is 300 s.
+        timeout = self.manager.check_timeout(body.get("timeout", 300))
         secure = body.get("secure", True) is not False  # older SDKs' flag; v2 always secures envd
         auto_pause = body.get("autoPause", False) is True
         sandbox = await self.manager.create(template, timeout_s=timeout, env_vars=_string_map(body, "envVars"),

@@ -275,11 +275,13 @@ def test_pause_resume_keeps_processes_and_files(platform):
 
 def test_legacy_create_form_and_insecure_sandboxes(platform):
     api = httpx.Client(base_url=platform.api_url, headers={"X-API-KEY": "e2b_platform_test_key"})
-    created = api.post("/sandboxes", json={"templateID": "base", "timeout": 60, "secure": False})
+    created = api.post("/sandboxes", json={"templateID": "base", "secure": False})
     assert created.status_code == 201, created.text
     body = created.json()
     try:
         assert body["envdAccessToken"] is None and body["templateID"] == "base"
+        info = Sandbox.get_info(body["sandboxID"])
+        assert 299 <= (info.end_at - info.started_at).total_seconds() <= 300  # no timeout given: 300 s
         # No token: envd in the VM serves requests that carry none.
         stat = httpx.post(f"{platform.sandbox_url}/filesystem.Filesystem/Stat", json={"path": "/etc"},
                           headers={"E2b-Sandbox-Id": body["sandboxID"], "Connect-Protocol-Version": "1"})
