@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make rootfs`: a bookworm root with mmdebstrap, rootfs/install.sh run inside it, an ext4 image from the
 # directory (mkfs.ext4 -d, no loop mount), kernel + initrd copied out beside it, a Firecracker config.
-# Recipe and its reasons: ../shared/notes/vm-boot.md (copied into rootfs/README.md).
+# Recipe and its reasons: ../shared/notes/vm-boot.md, summarised in rootfs/README.md.
 #
 #   build.sh [--flavour base|code-interpreter] [--out DIR] [--size 2G] [--mirror URL]
 set -euo pipefail
@@ -24,6 +24,8 @@ out=$(mkdir -p "${out:-$src/build/vm/$flavour}" && cd "${out:-$src/build/vm/$fla
 [[ $(id -u) == 0 ]] || { echo "build.sh: run as root (mmdebstrap root mode, chroot)" >&2; exit 2; }
 bash "$src/scripts/setup-vm-host.sh"
 
+# A failed build must not leave the previous image behind for `make boot` to pick up.
+rm -f "$out"/{rootfs.ext4,vmlinuz,vmlinux,initrd.img,firecracker.json,image.env,sizes.txt}
 start=$EPOCHREALTIME
 stage() { awk -v s="$start" -v n="$EPOCHREALTIME" -v m="$*" 'BEGIN { printf "[rootfs %6.1fs] %s\n", n - s, m }'; }
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/envd-rootfs.XXXXXX")
@@ -43,7 +45,9 @@ SSL_CERT_FILE=$ca PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca CURL_CA_BUNDLE=$ca GIT_SSL
 
 stage "mmdebstrap bookworm (minbase, systemd, cloud kernel) -> $root"
 # merged-usr hook + usr-is-merged: keeps usrmerge and perl out (vm-boot.md gotcha 6).
-# The initramfs is built once, small: MODULES=list with the virtio modules, set before the kernel installs.
+# The initramfs is built once, small: MODULES=list with the virtio modules, set before the kernel installs,
+# and without udev (its hooks are never unpacked): the listed modules load synchronously, devtmpfs shows
+# /dev/vda, and initramfs-tools' own polling finds it; starting udevd there cost seconds under TCG.
 mmdebstrap --variant=minbase --quiet \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include=systemd,systemd-sysv,udev,usr-is-merged,linux-image-cloud-amd64,initramfs-tools \
@@ -53,9 +57,12 @@ mmdebstrap --variant=minbase --quiet \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/initramfs-tools/hooks/udev' \
+  --dpkgopt='path-exclude=/usr/share/initramfs-tools/scripts/init-top/udev' \
+  --dpkgopt='path-exclude=/usr/share/initramfs-tools/scripts/init-bottom/udev' \
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"' \
   --essential-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/envd-vm.conf"' \
-  --essential-hook='printf "virtio_mmio\nvirtio_blk\nvirtio_net\next4\n" > "$1/usr/share/initramfs-tools/modules.d/envd-vm"' \
+  --essential-hook='printf "virtio_mmio\nvirtio_blk\nvirtio_net\nvirtio_rng\next4\n" > "$1/usr/share/initramfs-tools/modules.d/envd-vm"' \
   --customize-hook="echo '[rootfs] install.sh --flavour $flavour (inside the root)'" \
   --customize-hook="cp -a '$work/src' \"\$1/tmp/envd-src\"" \
   --customize-hook="chroot \"\$1\" $chroot_env bash /tmp/envd-src/rootfs/install.sh --flavour $flavour --init systemd /tmp/envd-src" \

@@ -60,6 +60,8 @@ def config(out: Path, kernel: str) -> dict:
         }],
         "machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "smt": False},
         "network-interfaces": [{"iface_id": "eth0", "guest_mac": "06:00:0a:00:02:0f", "host_dev_name": "tap0"}],
+        # virtio-rng (Firecracker >= 1.5): the guest's CRNG is seeded at boot, not after minutes of jitter.
+        "entropy": {},
         # envd reads the sandbox/template ids and the access-token hash from MMDS (spec/envd.md §8.1).
         "mmds-config": {"version": "V2", "network_interfaces": ["eth0"], "ipv4_address": "169.254.169.254"},
     }

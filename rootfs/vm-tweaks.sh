@@ -10,7 +10,7 @@ install -m 0644 "$files/envd-net.service" /etc/systemd/system/envd-net.service
 printf 'ADDRESS=10.0.2.15/24\nGATEWAY=10.0.2.2\n' > /etc/envd/net.env
 systemctl enable envd-net.service >/dev/null 2>&1
 # The kernel mounts the root rw (root=/dev/vda rw): no fstab entry, so no fsck or remount job waits on a
-# dev-vda.device that only udev would announce.
+# dev-vda.device that only udev would announce, and nothing for systemd-remount-fs to do.
 echo "# root: mounted rw by the kernel (root=/dev/vda rw)" > /etc/fstab
 
 # Off the boot path: udev coldplug (devtmpfs has the nodes; the network is static), consoles nobody logs
@@ -24,7 +24,7 @@ masked=(
   systemd-random-seed.service systemd-firstboot.service systemd-update-utmp.service
   systemd-update-utmp-runlevel.service e2scrub_reap.service systemd-binfmt.service
   sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount sys-fs-fuse-connections.mount
-  systemd-sysusers.service systemd-modules-load.service dev-hugepages.mount systemd-pstore.service systemd-journal-flush.service apt-daily.timer apt-daily-upgrade.timer
+  systemd-remount-fs.service systemd-sysusers.service systemd-modules-load.service dev-hugepages.mount systemd-pstore.service systemd-journal-flush.service apt-daily.timer apt-daily-upgrade.timer
   dpkg-db-backup.timer fstrim.timer e2scrub_all.timer
 )
 systemctl mask "${masked[@]}" >/dev/null 2>&1

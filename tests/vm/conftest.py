@@ -8,7 +8,6 @@ debug mode through the forwarded loopback ports (E2B_SANDBOX_URL = the port forw
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +63,8 @@ def flavour(vm_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def vm(vm_dir: Path, flavour: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[boot.VM]:
     """One VM for the session, /init-ed with default user `user` and an env var, no token (debug-mode SDK)."""
-    # The code-interpreter SDK's debug mode always dials localhost:49999 (it ignores E2B_SANDBOX_URL for
-    # nothing: that variable would redirect it to envd), so that flavour needs the fixed host port.
+    # The code-interpreter SDK's debug mode dials localhost:49999 (E2B_SANDBOX_URL would send run_code to
+    # envd's port instead), so that flavour needs the fixed host port.
     code_port = 0
     if flavour == "code-interpreter":
         if not boot.port_free(boot.CODE_PORT):
@@ -79,7 +78,9 @@ def vm(vm_dir: Path, flavour: str, tmp_path_factory: pytest.TempPathFactory) -> 
         FIGURES["accelerator"] = machine.accel
         FIGURES["flavour"] = flavour
         FIGURES["image content"] = f"{image_env(vm_dir)['content_mb']} MB"
-        FIGURES["boot to healthy (QEMU exec -> /health 204)"] = f"{seconds:.2f} s (attempt {machine.attempts})"
+        FIGURES["boot to healthy (QEMU exec -> /health 204)"] = (
+            f"{seconds:.2f} s, {machine.cpu_to_healthy:.1f} s QEMU CPU (attempt {machine.attempts}, "
+            f"host load average {os.getloadavg()[0]:.1f})")
         print(f"\nVM booted with accelerator {machine.accel} in {seconds:.2f} s; envd at {machine.url}")
         machine.init(env_vars={"VM_SMOKE": "from-init"}, default_user="user")
         yield machine
@@ -102,7 +103,3 @@ def sbx(sdk_env: str):
     from e2b import Sandbox
 
     return Sandbox.create()
-
-
-def token() -> str:
-    return secrets.token_hex(16)
