@@ -108,8 +108,11 @@ class Proxy:
 
         if not has_body:
             body_done.set()
-        url = httpx.URL(scheme="http", host="127.0.0.1", port=host_port, path=scope["path"],
-                        query=scope.get("query_string", b""))
+        # The request target exactly as the client sent it (no re-encoding of the path or the query).
+        target = scope.get("raw_path") or scope["path"].encode()
+        if query := scope.get("query_string", b""):
+            target += b"?" + query
+        url = httpx.URL(scheme="http", host="127.0.0.1", port=host_port, raw_path=target)
         request = self.http.build_request(scope["method"], url, headers=headers,
                                           content=body() if has_body else None)
         # httpx adds its own defaults; the VM must see the client's headers only (an added Accept-Encoding

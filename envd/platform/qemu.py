@@ -80,6 +80,9 @@ class Machine:
             "-drive", f"id=root,file={disk},format=qcow2,if=none",
             "-device", "virtio-blk-device,drive=root",
             "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-device,netdev=n0",
+            # Host entropy for the guest's CRNG (ready at once at boot, as rootfs/boot.py does); restores still
+            # get an immediate reseed through /init (guest.py), since this only trickles in.
+            "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng0",
             "-serial", f"file:{run_dir / 'serial.log'}",
             "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off",
             "-pidfile", str(run_dir / "qemu.pid"),

@@ -30,7 +30,7 @@ from .qemu import CODE_PORT, ENVD_PORT, VM, Machine, VMError, create_overlay
 
 log = logging.getLogger("envd.platform")
 
-FORMAT = 3  # bump when the snapshot layout or machine command line changes
+FORMAT = 4  # bump when the snapshot layout or machine command line changes
 
 
 @dataclass
