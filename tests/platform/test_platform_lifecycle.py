@@ -55,3 +55,20 @@ def test_create_at_the_limit_fails_cleanly():
         first.kill()
         second = Sandbox.create("base", timeout=120)  # room again
         second.kill()
+
+
+def test_a_template_whose_image_is_not_built_says_so(tmp_path):
+    from e2b.exceptions import SandboxException
+
+    from tests.platform.conftest import IMAGES
+
+    images = tmp_path / "vm"
+    images.mkdir()
+    (images / "base").symlink_to(os.path.join(IMAGES, "base"))  # base only: no code-interpreter flavour
+    with running_platform("base,code-interpreter", "--pool", "0", "--images", str(images)) as plat:
+        assert plat.health()["templates"] == {"base": "ready", "code-interpreter": "error"}
+        with pytest.raises(SandboxException, match=r"404: template 'code-interpreter' is not available: image "
+                           r".* has no rootfs.ext4, vmlinuz, initrd.img \(build it with `make rootfs "
+                           r"FLAVOUR=code-interpreter`\)"):
+            Sandbox.create("code-interpreter-v1")
+        Sandbox.create("base", timeout=60).kill()  # the other template still serves
