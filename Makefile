@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 PORT ?= 49983
 
-.PHONY: setup kernels run test proto bench clean rootfs boot boot-test docker
+.PHONY: setup kernels run test proto bench clean rootfs boot boot-test docker platform platform-test
 
 setup: $(STAMP) kernels
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml scripts/setup-system.sh scripts/setup-user.sh tests/e2e
 	bash scripts/setup-user.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,platform]'
 	cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
@@ -61,3 +61,15 @@ boot-test: setup
 DOCKER_TAG ?= envd:local
 docker:
 	docker build -f rootfs/Dockerfile --build-arg FLAVOUR=$(FLAVOUR) -t $(DOCKER_TAG) .
+
+# The local E2B-compatible platform (envd/platform, README "Local platform"): API on :3000 (E2B_API_URL),
+# sandbox proxy on :3001 (E2B_SANDBOX_URL); sandboxes are QEMU microVMs of the images in build/vm (make rootfs,
+# FLAVOUR=code-interpreter for that template). PLATFORM_ARGS="--api-key KEY --pool 2 ...".
+platform: setup
+	bash scripts/setup-platform-host.sh
+	$(VENV)/bin/envd platform $(PLATFORM_ARGS)
+
+# tests/platform: the unmodified SDKs in normal mode against it (slow: one cold TCG boot per template and run).
+platform-test: setup
+	bash scripts/setup-platform-host.sh
+	ENVD_PLATFORM_IMAGES=$(CURDIR)/build/vm $(VENV)/bin/pytest tests/platform -v

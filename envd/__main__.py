@@ -72,6 +72,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["platform"]:  # the local control plane for envd microVMs (envd/platform/cli.py)
+        from .platform.cli import main as platform_main
+
+        platform_main(argv[1:])
+        return
     args = parse_args(argv)
     if args.version:
         print(ENVD_VERSION)

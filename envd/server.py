@@ -67,6 +67,7 @@ def build_app(config: Config, state: SandboxState, mmds: MMDS, host: Host | None
         volumes=host.volumes,
         handover=host.handover,
         after_init=mmds.repoll,
+        entropy=host.entropy,
     )
     control = ControlRoutes(state, host.freezer, host.fsfreeze, host.handover)
 

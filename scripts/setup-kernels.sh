@@ -31,7 +31,12 @@ for pkg in r-base-core r-cran-irkernel openjdk-17-jdk-headless; do
 done
 if ((${#need[@]})); then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_log=$(mktemp)
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >"$apt_log" 2>&1; then
+    tail -40 "$apt_log" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
 
 test -x "$prefix/bin/python" || "$base" -m venv "$prefix"

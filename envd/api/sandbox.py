@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
 import re
@@ -45,6 +46,8 @@ class InitRequest:
     ca_bundle: str = ""
     volume_mounts: list[Volume] | None = None  # present (even empty) -> the mount logic runs (§3.4.1)
     lifecycle_id: str = ""
+    # Platform extension: host randomness for the kernel CRNG (envd/host/entropy.py).
+    entropy: bytes = b""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -66,6 +69,10 @@ class InitRequest:
         ):
             raise InitBodyError("envVars must map strings to strings")
         timestamp = data.get("timestamp")
+        try:
+            entropy = binascii.a2b_base64(_string(data, "entropy"), strict_mode=True)
+        except binascii.Error as err:
+            raise InitBodyError(f"entropy must be base64: {err}") from err
         return cls(
             env_vars=env_vars,
             access_token=token,
@@ -75,6 +82,7 @@ class InitRequest:
             ca_bundle=_string(data, "caBundle"),
             volume_mounts=_volumes(data.get("volumeMounts")),
             lifecycle_id=_string(data, "lifecycleID"),
+            entropy=entropy,
             extra=data,
         )
 
@@ -128,6 +136,10 @@ class Clock:
     def sync(self, host_ns: int) -> None: ...
 
 
+class Entropy:
+    def mix(self, data: bytes) -> None: ...
+
+
 class SandboxRoutes:
     def __init__(
         self,
@@ -139,9 +151,11 @@ class SandboxRoutes:
         volumes: VolumeMounter | None = None,
         handover: Handover | None = None,
         after_init: Callable[[], None] | None = None,
+        entropy: Entropy | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
+        self.entropy = entropy
         self.mmds_token_hash = mmds_token_hash
         self.install_ca_bundle = install_ca_bundle
         self.freezer = freezer or Freezer(None)
@@ -233,6 +247,8 @@ class SandboxRoutes:
         if body.timestamp_ns is not None:
             self.state.last_set_time = body.timestamp_ns
             self.clock.sync(body.timestamp_ns)
+        if body.entropy and self.entropy is not None:
+            self.entropy.mix(body.entropy)
         if body.env_vars is not None:
             self.state.envs.replace_user(body.env_vars)
         self.state.token.set(body.access_token)

@@ -10,6 +10,7 @@ from ..config import Config
 from .ca_bundle import CABundleInstaller
 from .cgroups import WORKLOAD_KINDS, CgroupManager, create_cgroup_manager
 from .clock import NoClock, SystemClock
+from .entropy import KernelEntropy, NoEntropy
 from .freezer import Freezer
 from .handover import Handover, Part
 from .fsfreeze import FilesystemFreezer, Fsfreeze, NoFsfreeze
@@ -28,6 +29,7 @@ class Host:
     volumes: VolumeMounter
     ca_bundle: CABundleInstaller
     clock: SystemClock | NoClock
+    entropy: KernelEntropy | NoEntropy
     handover: Handover
 
     def start(self) -> None:
@@ -72,5 +74,6 @@ def build_host(config: Config) -> Host:
         volumes=volumes,
         ca_bundle=CABundleInstaller(),
         clock=NoClock() if config.is_not_fc else SystemClock(),
+        entropy=NoEntropy() if config.is_not_fc else KernelEntropy(),
         handover=handover,
     )

@@ -8,6 +8,7 @@ import sys
 ALL = [
     "bench_start", "bench_rpc", "bench_watch", "bench_transfer", "bench_process", "bench_metrics", "bench_git",
     "bench_code", "bench_code_rpc", "bench_host",
+    "bench_platform",
 ]
 
 
