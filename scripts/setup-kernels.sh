@@ -31,6 +31,8 @@ for pkg in r-base-core r-cran-irkernel openjdk-17-jdk-headless; do
 done
 if ((${#need[@]})); then
   apt-get update -qq
+  # openjdk's postinst links its man page there; minimal roots (the VM image) exclude /usr/share/man.
+  mkdir -p /usr/share/man/man1
   apt_log=$(mktemp)
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >"$apt_log" 2>&1; then
     tail -40 "$apt_log" >&2
