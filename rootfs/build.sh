@@ -45,6 +45,8 @@ SSL_CERT_FILE=$ca PIP_CERT=$ca REQUESTS_CA_BUNDLE=$ca CURL_CA_BUNDLE=$ca GIT_SSL
 
 stage "mmdebstrap bookworm (minbase, systemd, cloud kernel) -> $root"
 # merged-usr hook + usr-is-merged: keeps usrmerge and perl out (vm-boot.md gotcha 6).
+# Wheels ship their shared libraries with symbols (pyqwest alone: 4 MB): stripped, and without the tz
+# database's leap-second copies, the base image stays within its 350 MB.
 # The initramfs is built once, small: MODULES=list with the virtio modules, set before the kernel installs,
 # and without udev (its hooks are never unpacked): the listed modules load synchronously, devtmpfs shows
 # /dev/vda, and initramfs-tools' own polling finds it; starting udevd there cost seconds under TCG.
@@ -57,6 +59,7 @@ mmdebstrap --variant=minbase --quiet \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/zoneinfo/right/*' \
   --dpkgopt='path-exclude=/usr/share/initramfs-tools/hooks/udev' \
   --dpkgopt='path-exclude=/usr/share/initramfs-tools/scripts/init-top/udev' \
   --dpkgopt='path-exclude=/usr/share/initramfs-tools/scripts/init-bottom/udev' \
@@ -69,6 +72,7 @@ mmdebstrap --variant=minbase --quiet \
   --customize-hook="echo '[rootfs] kernel and initrd -> $out'; cp \"\$1\"/boot/vmlinuz-* '$out/vmlinuz'; cp \"\$1\"/boot/initrd.img-* '$out/initrd.img'" \
   --customize-hook="chroot \"\$1\" $chroot_env bash /tmp/envd-src/rootfs/vm-tweaks.sh" \
   --customize-hook='rm -rf "$1/tmp/envd-src"' \
+  --customize-hook='find "$1/opt/envd/venv" -name "*.so*" -type f -exec strip --strip-unneeded {} +' \
   --customize-hook="du -xm --max-depth=4 \"\$1\" | sort -n | tail -40 | sed \"s|\$1||\" > '$out/sizes.txt'" \
   bookworm "$root" ${mirror:+"deb $mirror bookworm main"}
 
