@@ -27,29 +27,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENVD_PORT = 49983
-CODE_PORT = 49999
 ROOT = Path(__file__).resolve().parent.parent
+# The platform's QEMU helpers are stdlib-only: shared here without envd's dependencies installed.
+sys.path.insert(0, str(ROOT))
+from envd.platform.qemu import CODE_PORT, ENVD_PORT, host_tsc_khz, kvm_usable  # noqa: E402
 DEFAULT_IMAGE_DIR = ROOT / "build" / "vm" / "base"
 
 
 class BootError(RuntimeError):
     """A boot that did not reach a healthy envd; the message ends with the console tail."""
-
-
-def kvm_usable() -> bool:
-    """KVM only where it can boot a stock kernel: hardware virtualization flags and an openable /dev/kvm.
-
-    (On machines that are VMs themselves /dev/kvm may be a software backend without vmx/svm that cannot
-    run Debian kernels: vm-boot.md gotcha 1.)
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    os.close(fd)
-    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
 
 
 def pick_accel(wanted: str) -> str:
@@ -58,13 +44,6 @@ def pick_accel(wanted: str) -> str:
     if wanted == "kvm" and not kvm_usable():
         raise BootError("accelerator kvm requested but this host has no usable KVM (no vmx/svm or /dev/kvm)")
     return wanted
-
-
-def host_tsc_khz() -> int | None:
-    """Under TCG the guest TSC runs at the host rate; telling the kernel avoids a PIT calibration that can
-    hang microvm boots (vm-boot.md gotcha 5)."""
-    match = re.search(r"^cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text(), re.M)
-    return int(float(match.group(1)) * 1000) if match else None
 
 
 def port_free(port: int) -> bool:
