@@ -10,7 +10,6 @@ waits on MMDS: the daemon serves while it is unreachable and picks the values up
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import logging
 import os
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..state import SandboxState
-from . import plain_http
 
 log = logging.getLogger("envd")
 
@@ -71,6 +69,11 @@ class MMDSClient:
 
     def fetch(self) -> Metadata:
         """Blocking; raises MMDSError."""
+        # Only FC mode polls: http.client (and ssl) stay off a local daemon's start-up path.
+        import http.client
+
+        from . import plain_http
+
         try:
             token = plain_http.request(
                 self.address, "PUT", "/latest/api/token",

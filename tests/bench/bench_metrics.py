@@ -14,7 +14,7 @@ from envd.host import metrics
 from envd.spec.metrics import metrics_pb2 as pb
 from envd.spec.metrics import metrics_pb2_grpc as pb_grpc
 
-from .common import median, report, running_daemon, timed
+from .common import CONNECT_JSON, median, report, round_trip, running_daemon, timed
 
 ROUNDS = 600
 WATCH_S = 4.0
@@ -56,24 +56,9 @@ def run() -> bool:
     with running_daemon() as daemon:
         conn = http.client.HTTPConnection("127.0.0.1", daemon.port)
 
-        def rest() -> None:
-            conn.request("GET", "/metrics")
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
-
-        def health() -> None:
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 204
-
-        def get() -> None:
-            conn.request("POST", "/metrics.Metrics/Get", body=b"{}",
-                         headers={"Content-Type": "application/json", "Connect-Protocol-Version": "1"})
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
+        rest = round_trip(conn, "GET", "/metrics", 200)
+        health = round_trip(conn, "GET", "/health", 204)
+        get = round_trip(conn, "POST", "/metrics.Metrics/Get", 200, b"{}", CONNECT_JSON)
 
         for fn in (health, rest, get):
             timed(fn, 50)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import http.client
 
-from .common import median, report, running_daemon, timed
+from .common import CONNECT_JSON, median, report, round_trip, running_daemon, timed
 
 ROUNDS = 2000
 
@@ -16,22 +16,8 @@ def run() -> bool:
     with running_daemon() as daemon:
         conn = http.client.HTTPConnection("127.0.0.1", daemon.port)
 
-        def health() -> None:
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 204
-
-        def stat() -> None:
-            conn.request(
-                "POST",
-                "/filesystem.Filesystem/Stat",
-                body=b'{"path":"/tmp"}',
-                headers={"Content-Type": "application/json", "Connect-Protocol-Version": "1"},
-            )
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
+        health = round_trip(conn, "GET", "/health", 204)
+        stat = round_trip(conn, "POST", "/filesystem.Filesystem/Stat", 200, b'{"path":"/tmp"}', CONNECT_JSON)
 
         for fn in (health, stat):
             timed(fn, 200)  # warm up

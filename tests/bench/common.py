@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import statistics
 import tempfile
 import time
@@ -39,3 +40,19 @@ def median(samples: list[float]) -> float:
 def report(name: str, figure: str, target: str, ok: bool) -> bool:
     print(f"{'PASS' if ok else 'MISS'}  {name:<44} {figure:<52} target {target}")
     return ok
+
+
+CONNECT_JSON = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
+
+
+def round_trip(conn: http.client.HTTPConnection, method: str, path: str, status: int, body: bytes | None = None,
+               headers: dict[str, str] | None = None) -> Callable[[], None]:
+    """One request on a keep-alive connection, as a callable for `timed`; checks the status."""
+
+    def call() -> None:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == status, (path, response.status)
+
+    return call

@@ -191,10 +191,8 @@ class CodeService:
 
     async def restart(self, context_id: str) -> None:
         context = self.get(context_id)
-        context.injected = {}
-        context.executions = 0
         try:
-            await context.kernel.restart()
+            await self._revive(context)
         except Exception as err:
             log.warning("kernel %s restart failed: %s", context.id, err)
             raise Internal(f"Failed to restart context {context_id}") from err
@@ -208,9 +206,7 @@ class CodeService:
         running = [e for e in context.kernel.router.executions.values() if not e.silent]
         if not running:
             return False
-        if not await self._interrupt(context, running[0]):
-            log.warning("context %s did not stop on interrupt; restarting it", context.id)
-            await self._revive(context)
+        await self._stop(context, running[0])
         return True
 
     async def close(self) -> None:
@@ -222,7 +218,7 @@ class CodeService:
             if isinstance(result, Exception):
                 log.warning("kernel %s shutdown failed: %s", context.id, result)
         for path in self._user_dirs.values():
-            shutil.rmtree(path, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, path, True)
         self._user_dirs.clear()
 
     # -- executions -------------------------------------------------------------------------------------
@@ -304,10 +300,7 @@ class CodeService:
         try:
             if abandoned is not None and not abandoned.done:
                 abandoned.abandon()
-                if not await self._interrupt(context, abandoned):
-                    # e.g. a cell blocked in a top-level await ignores SIGINT (kernels.md)
-                    log.warning("context %s did not stop on interrupt; restarting it", context.id)
-                    await self._revive(context)
+                await self._stop(context, abandoned)
             if env_vars and context.id in self._contexts:
                 await self._restore_env(context, env_vars)
         except Exception:
@@ -317,24 +310,27 @@ class CodeService:
                 context.kernel.router.forget(abandoned.msg_id)
             context.lock.release()
 
-    async def _interrupt(self, context: Context, execution: Execution) -> bool:
+    async def _stop(self, context: Context, execution: Execution) -> None:
         """§1.4: client gone = interrupt. Repeated each second within the grace period: a SIGINT that lands
-        between the kernel announcing the cell and running it is lost. Deno's kernel cannot be interrupted
-        (SIGINT kills it, notes/kernels.md): a restart instead, as upstream's JavaScript kernel does."""
-        if languages.interrupt_restarts(context.language):
-            await self._revive(context)
-            return True
-        deadline = asyncio.get_running_loop().time() + INTERRUPT_GRACE_SECONDS
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            await context.kernel.interrupt()
-            try:
-                await asyncio.wait_for(execution.ended.wait(), min(1.0, left))
-                return True
-            except TimeoutError:
-                continue
-        return execution.done
+        between the kernel announcing the cell and running it is lost. A cell still running after it (e.g.
+        blocked in a top-level await, which ignores SIGINT: kernels.md) costs a restart. Deno's kernel cannot
+        be interrupted (SIGINT kills it): a restart at once, as upstream's JavaScript kernel does."""
+        if not languages.interrupt_restarts(context.language):
+            deadline = asyncio.get_running_loop().time() + INTERRUPT_GRACE_SECONDS
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                await context.kernel.interrupt()
+                try:
+                    await asyncio.wait_for(execution.ended.wait(), min(1.0, left))
+                    return
+                except TimeoutError:
+                    continue
+            if execution.done:
+                return
+            log.warning("context %s did not stop on interrupt; restarting it", context.id)
+        await self._revive(context)
 
     async def _revive(self, context: Context) -> None:
+        """A fresh kernel process for the context (same id): its injected env and cell count start over."""
         context.injected = {}
         context.executions = 0
         await context.kernel.restart()

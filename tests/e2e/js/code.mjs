@@ -3,15 +3,8 @@
 // Env: E2B_DEBUG=true, E2B_SANDBOX_URL=<envd code-port url>, CWD_DIR=<an existing directory>,
 // JS_KERNEL=1 when a javascript kernel is installed.
 import { Sandbox } from '@e2b/code-interpreter'
+import { out, step } from './report.mjs'
 
-const out = { errors: {} }
-async function step(name, fn) {
-  try {
-    out[name] = await fn()
-  } catch (err) {
-    out.errors[name] = `${err?.name}: ${err?.message}`
-  }
-}
 const errorInfo = (err) => ({ name: err?.name, message: err?.message })
 const PNG_1x1 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='
 

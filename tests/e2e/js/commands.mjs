@@ -2,15 +2,8 @@
 // object with what came back. Run by tests/e2e/test_js_sdk_commands.py, which asserts on it.
 // Env: E2B_DEBUG=true, E2B_SANDBOX_URL=<envd url>.
 import { Sandbox } from 'e2b'
+import { out, step } from './report.mjs'
 
-const out = { errors: {} }
-async function step(name, fn) {
-  try {
-    out[name] = await fn()
-  } catch (err) {
-    out.errors[name] = `${err?.name}: ${err?.message}`
-  }
-}
 const errorInfo = (err) => ({
   name: err?.name,
   exitCode: err?.exitCode,

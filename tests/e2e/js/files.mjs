@@ -3,6 +3,7 @@
 // Env: E2B_DEBUG=true, E2B_SANDBOX_URL=<envd url>, ENVD_TEST_DIR=<absolute scratch dir>,
 //      ENVD_TEST_REL=<the same dir relative to the default user's home>.
 import { Sandbox } from 'e2b'
+import { out, step } from './report.mjs'
 
 const dir = process.env.ENVD_TEST_DIR
 const rel = process.env.ENVD_TEST_REL
@@ -22,15 +23,6 @@ const entry = (e) => ({
   metadata: e.metadata ?? null,
 })
 
-// A step that throws is recorded rather than aborting the run, so the test reports every failure.
-const out = { errors: {} }
-async function step(name, fn) {
-  try {
-    out[name] = await fn()
-  } catch (err) {
-    out.errors[name] = `${err?.name}: ${err?.message}`
-  }
-}
 
 const sbx = await Sandbox.create()
 out.sandboxId = sbx.sandboxId

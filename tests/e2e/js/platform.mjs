@@ -2,15 +2,8 @@
 // object with what came back. Run by tests/platform/test_platform_js.py, which asserts on it.
 // Env: E2B_API_URL, E2B_API_KEY, E2B_SANDBOX_URL (the platform's API and routing proxy).
 import { Sandbox } from 'e2b'
+import { out, step } from './report.mjs'
 
-const out = { errors: {} }
-async function step(name, fn) {
-  try {
-    out[name] = await fn()
-  } catch (err) {
-    out.errors[name] = `${err?.name}: ${err?.message}`
-  }
-}
 
 const sbx = await Sandbox.create('base', { envs: { GREETING: 'hello from js' }, metadata: { via: 'js' }, timeoutMs: 120_000 })
 out.sandboxId = sbx.sandboxId
